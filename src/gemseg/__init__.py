@@ -1,0 +1,29 @@
+"""gemseg: glass surface segmentation (GEM) in pure PyTorch.
+
+Public entry points::
+
+    import gemseg
+    model = gemseg.load_model("configs/gem_sam_tiny_bs32_iter1w_steplr.yaml", weights="model_final.pth")
+    result = model.predict("photo.jpg")     # .scores (2×H×W), .probability (H×W), .mask (H×W bool)
+"""
+from __future__ import annotations
+
+__version__ = "0.1.0"
+
+__all__ = ["__version__", "load_model", "load_checkpoint", "build_model", "get_config"]
+
+
+def __getattr__(name):  # lazy imports keep `import gemseg` (and `gem --help`) light
+    if name in ("load_model", "build_model"):
+        from gemseg.modeling import build
+
+        return getattr(build, name)
+    if name == "load_checkpoint":
+        from gemseg.modeling.checkpoint import load_checkpoint
+
+        return load_checkpoint
+    if name == "get_config":
+        from gemseg.config import get_config
+
+        return get_config
+    raise AttributeError(f"module 'gemseg' has no attribute {name!r}")
