@@ -1,0 +1,1 @@
+"""GEM network: backbones, pixel decoder, deformable attention, query proposal, decoder, checkpoints."""

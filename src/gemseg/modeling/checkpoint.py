@@ -1,0 +1,393 @@
+"""Checkpoint reading, conversion and strict loading — the one place that knows every weight format.
+
+Formats read:
+- official detectron2 ``.pth`` (``{"model": state_dict, ...}``, possibly with a ``module.`` prefix), read with
+  ``torch.load(weights_only=True)``;
+- detectron2-converted ``.pkl`` (pickled numpy arrays, ``matching_heuristics``), read with a restricted unpickler
+  that only reconstructs numpy arrays — a pickle cannot run code through us;
+- SAM ``sam_vit_b_01ec64.pth`` / MobileSAM ``mobile_sam.pt`` (``image_encoder.*`` → ``backbone.*``);
+- gemseg ``.safetensors`` (with the model config in its metadata).
+
+Loading is strict by default and produces a readable :class:`LoadReport` (missing / unexpected / shape-mismatched
+keys). Alias keys of shared modules (``_bbox_embed`` ≡ ``bbox_embed.i`` ≡ ``decoder.bbox_embed.i``,
+``decoder_norm`` ≡ ``decoder.norm``) are filled from whichever name the file has.
+"""
+from __future__ import annotations
+
+import io
+import logging
+import os
+import pickle
+import zipfile
+from collections import OrderedDict, defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Tuple, Union
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from gemseg.errors import CheckpointError
+
+logger = logging.getLogger(__name__)
+PathLike = Union[str, os.PathLike]
+
+EMPTY_WEIGHT_KEY = "criterion.empty_weight"
+CONFIG_METADATA_KEY = "gemseg_config"
+
+
+# ------------------------------------------------------------------------------------------------------------------
+# reading
+class _NumpyOnlyUnpickler(pickle.Unpickler):
+    """Unpickler that can rebuild numpy arrays and plain containers, and nothing else."""
+
+    _ALLOWED = {
+        ("numpy.core.multiarray", "_reconstruct"),
+        ("numpy._core.multiarray", "_reconstruct"),
+        ("numpy.core.multiarray", "scalar"),
+        ("numpy._core.multiarray", "scalar"),
+        ("numpy", "ndarray"),
+        ("numpy", "dtype"),
+        ("collections", "OrderedDict"),
+    }
+
+    def find_class(self, module: str, name: str) -> Any:
+        if (module, name) in self._ALLOWED:
+            return super().find_class(module, name)
+        raise pickle.UnpicklingError(f"refusing to load {module}.{name} (only numpy arrays are allowed)")
+
+
+def _load_pkl(path: Path) -> Any:
+    with open(path, "rb") as f:
+        return _NumpyOnlyUnpickler(f, encoding="latin1").load()
+
+
+def _load_torch(path: Path) -> Any:
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as e:
+        raise CheckpointError(
+            f"{path}: the checkpoint contains Python objects that cannot be loaded safely ({e}). "
+            "Only tensors, numbers and containers are accepted."
+        ) from None
+
+
+def _to_tensor(key: str, value: Any, path: Path) -> Tensor:
+    if isinstance(value, Tensor):
+        return value
+    if isinstance(value, np.ndarray):
+        return torch.from_numpy(np.ascontiguousarray(value))
+    if isinstance(value, (np.generic, int, float)):
+        return torch.as_tensor(np.asarray(value))
+    raise CheckpointError(f"{path}: entry {key!r} is a {type(value).__name__}, not a tensor")
+
+
+@dataclass
+class Checkpoint:
+    """A weight file read into memory and normalised.
+
+    Attributes:
+        path: the file.
+        state_dict: model tensors with gemseg/official key names (no ``module.`` prefix).
+        kind: ``"gem"`` (a full GEM model), ``"backbone"`` (``backbone.*`` only, e.g. a converted MobileSAM
+            ``.pkl``) or ``"sam"`` (a SAM / MobileSAM checkpoint, image encoder mapped to ``backbone.*``).
+        metadata: extra information (safetensors metadata, the detectron2 ``iteration``, …).
+        notes: what was dropped or converted, for the report.
+    """
+
+    path: str
+    state_dict: Dict[str, Tensor]
+    kind: str
+    metadata: Dict[str, Any] = field(default_factory=dict)
+    notes: List[str] = field(default_factory=list)
+
+    @property
+    def variant(self) -> Dict[str, bool]:
+        """Model variant flags implied by the keys (older official code: learned ``query_feat``, FPN adapter)."""
+        keys = self.state_dict.keys()
+        has_proposal = any(k.startswith("sem_seg_head.predictor.query_proposal.") for k in keys)
+        has_query_feat = "sem_seg_head.predictor.query_feat.weight" in keys
+        return {
+            "query_proposal": has_proposal or not has_query_feat,
+            "fpn_adapter": any(k.startswith("sem_seg_head.pixel_decoder.adapter_1.") for k in keys),
+        }
+
+    @property
+    def backbone_name(self) -> Optional[str]:
+        keys = self.state_dict.keys()
+        if any(k.startswith("backbone.blocks.") for k in keys):
+            return "D2BaseViT"
+        if any(k.startswith("backbone.layers.") for k in keys):
+            return "D2TinyViT"
+        return None
+
+    def configure(self, cfg) -> None:
+        """Set the config's variant flags from the keys (a mutable config node)."""
+        if self.kind == "gem":
+            v = self.variant
+            cfg.MODEL.MaskDINO.QUERY_PROPOSAL = v["query_proposal"]
+            cfg.MODEL.SEM_SEG_HEAD.FPN_ADAPTER = v["fpn_adapter"]
+
+
+def read_checkpoint(path: PathLike) -> Checkpoint:
+    """Read any supported weight file. Raises :class:`CheckpointError` with a one-line reason on failure."""
+    p = Path(path)
+    if not p.exists():
+        raise CheckpointError(f"checkpoint not found: {p}")
+    if p.is_dir():
+        raise CheckpointError(f"checkpoint path is a directory: {p}")
+    if p.stat().st_size == 0:
+        raise CheckpointError(f"checkpoint is empty (0 bytes): {p}")
+    metadata: Dict[str, Any] = {}
+    try:
+        if p.suffix == ".safetensors":
+            from safetensors import safe_open
+
+            with safe_open(str(p), framework="pt") as f:
+                metadata = dict(f.metadata() or {})
+                raw: Any = {k: f.get_tensor(k) for k in f.keys()}
+        elif p.suffix == ".pkl":
+            raw = _load_pkl(p)
+        else:
+            raw = _load_torch(p)
+    except CheckpointError:
+        raise
+    except (pickle.UnpicklingError, EOFError, zipfile.BadZipFile, RuntimeError, OSError, ValueError,
+            AttributeError, ImportError, IndexError, KeyError, TypeError) as e:
+        msg = str(e).splitlines()[0] if str(e) else type(e).__name__
+        raise CheckpointError(f"cannot read checkpoint {p}: file is truncated, corrupt or not a checkpoint ({msg})"
+                              ) from None
+    return _normalise(raw, p, metadata)
+
+
+def _normalise(raw: Any, path: Path, metadata: Dict[str, Any]) -> Checkpoint:
+    notes: List[str] = []
+    if not isinstance(raw, dict):
+        raise CheckpointError(f"{path}: expected a dict of tensors, got {type(raw).__name__}")
+    sd: Any = raw
+    for wrapper in ("model", "state_dict"):
+        if isinstance(sd.get(wrapper), dict):
+            for k in ("iteration", "__author__", "matching_heuristics"):
+                if k in raw and not isinstance(raw[k], (dict, list)):
+                    metadata.setdefault(k, raw[k])
+            sd = sd[wrapper]
+            break
+    if not sd:
+        raise CheckpointError(f"{path}: the checkpoint holds no weights")
+    sd = OrderedDict((str(k), v) for k, v in sd.items())
+    if all(k.startswith("module.") for k in sd):
+        sd = OrderedDict((k[len("module."):], v) for k, v in sd.items())
+        notes.append("stripped the DDP 'module.' prefix")
+    sd = OrderedDict((k, _to_tensor(k, v, path)) for k, v in sd.items())
+
+    if any(k.startswith("image_encoder.") for k in sd):
+        kind = "sam"
+        dropped = [k for k in sd if not k.startswith("image_encoder.")]
+        sd = OrderedDict(("backbone." + k[len("image_encoder."):], v) for k, v in sd.items()
+                         if k.startswith("image_encoder."))
+        if dropped:
+            notes.append(f"dropped {len(dropped)} prompt-encoder/mask-decoder tensors (not part of GEM)")
+    elif any(k.startswith("sem_seg_head.") for k in sd):
+        kind = "gem"
+    elif all(k.startswith("backbone.") for k in sd):
+        kind = "backbone"
+    else:
+        sample = ", ".join(list(sd)[:3])
+        raise CheckpointError(f"{path}: not a GEM, SAM or MobileSAM checkpoint (keys like {sample})")
+    # MobileSAM's ImageNet classifier head has no counterpart in GEM
+    cls_keys = [k for k in sd if k.startswith(("backbone.norm_head.", "backbone.head."))]
+    for k in cls_keys:
+        del sd[k]
+    if cls_keys:
+        notes.append(f"dropped {len(cls_keys)} TinyViT classifier tensors (norm_head/head)")
+    if EMPTY_WEIGHT_KEY in sd:
+        del sd[EMPTY_WEIGHT_KEY]  # a loss buffer, rebuilt from the config
+    return Checkpoint(str(path), sd, kind, metadata, notes)
+
+
+def config_from_checkpoint(ckpt: Checkpoint):
+    """The config stored in a gemseg safetensors file, or None."""
+    text = ckpt.metadata.get(CONFIG_METADATA_KEY)
+    if not text:
+        return None
+    import tempfile
+
+    from gemseg.config import get_config
+
+    with tempfile.NamedTemporaryFile("w", suffix=".yaml", delete=False) as f:
+        f.write(text)
+        name = f.name
+    try:
+        return get_config(name, freeze=False)
+    finally:
+        os.unlink(name)
+
+
+# ------------------------------------------------------------------------------------------------------------------
+# loading
+@dataclass
+class LoadReport:
+    """What a checkpoint load did; ``str(report)`` is meant for people."""
+
+    source: str
+    kind: str
+    loaded: int = 0
+    expected: int = 0
+    missing: List[str] = field(default_factory=list)
+    unexpected: List[str] = field(default_factory=list)
+    mismatched: List[Tuple[str, Tuple[int, ...], Tuple[int, ...]]] = field(default_factory=list)
+    random_init: List[str] = field(default_factory=list)
+    notes: List[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not (self.missing or self.unexpected or self.mismatched)
+
+    def __str__(self) -> str:
+        def listing(items: List[str], n: int = 8) -> str:
+            more = f", … and {len(items) - n} more" if len(items) > n else ""
+            return ", ".join(items[:n]) + more
+
+        lines = [f"loaded {self.loaded}/{self.expected} tensors from {self.source} ({self.kind} checkpoint)"]
+        if self.missing:
+            lines.append(f"  missing in checkpoint ({len(self.missing)}): {listing(self.missing)}")
+        if self.unexpected:
+            lines.append(f"  not in model ({len(self.unexpected)}): {listing(self.unexpected)}")
+        if self.mismatched:
+            mm = [f"{k} checkpoint {list(a)} vs model {list(b)}" for k, a, b in self.mismatched]
+            lines.append(f"  shape mismatches ({len(self.mismatched)}): {listing(mm, 5)}")
+        if self.random_init:
+            lines.append(f"  randomly initialised ({len(self.random_init)} tensors): {listing(self.random_init, 4)}")
+        lines += [f"  note: {n}" for n in self.notes]
+        return "\n".join(lines)
+
+
+def alias_groups(model: nn.Module) -> List[List[str]]:
+    """Groups of state-dict keys that name the same tensor (shared modules)."""
+    groups: Dict[Tuple[int, int, Tuple[int, ...]], List[str]] = defaultdict(list)
+    for k, v in model.state_dict(keep_vars=True).items():
+        groups[(v.data_ptr(), v.storage_offset(), tuple(v.shape))].append(k)
+    return [g for g in groups.values() if len(g) > 1]
+
+
+def _fill_aliases(sd: Dict[str, Tensor], groups: List[List[str]]) -> None:
+    for group in groups:
+        present = [k for k in group if k in sd]
+        if present:
+            for k in group:
+                sd.setdefault(k, sd[present[0]])
+
+
+def apply_checkpoint(model: nn.Module, ckpt: Checkpoint, strict: bool = True,
+                     pos_embed_policy: str = "interpolate") -> LoadReport:
+    """Load ``ckpt`` into a GEM ``model``.
+
+    A full GEM checkpoint must match exactly when ``strict``; a SAM/MobileSAM or backbone-only checkpoint must
+    match the backbone exactly (after resizing position embeddings per ``pos_embed_policy``), and the head stays
+    randomly initialised (listed in the report). Raises :class:`CheckpointError` with the report when strict
+    loading fails.
+    """
+    target = model.state_dict()
+    sd = dict(ckpt.state_dict)
+    report = LoadReport(ckpt.path, ckpt.kind, notes=list(ckpt.notes))
+    if ckpt.kind in ("sam", "backbone"):
+        bb = {k[len("backbone."):]: v for k, v in sd.items()}
+        if hasattr(model.backbone, "adapt_state_dict"):
+            before = set(bb)
+            bb = model.backbone.adapt_state_dict(bb, policy=pos_embed_policy)
+            changed = sorted(before - set(bb))
+            if changed:
+                report.notes.append(f"position tables dropped (policy 'drop', official behaviour): {changed}")
+            elif pos_embed_policy == "interpolate":
+                resized = [k for k in before if k in bb and tuple(bb[k].shape) != tuple(ckpt.state_dict[
+                    "backbone." + k].shape)]
+                if resized:
+                    report.notes.append(f"resized {len(resized)} position tables to the model input size")
+        sd = {"backbone." + k: v for k, v in bb.items()}
+        scope = [k for k in target if k.startswith("backbone.")]
+        report.random_init = [k for k in target if not k.startswith("backbone.")]
+        dropped_by_policy = {"backbone." + k for k in ckpt_keys_dropped(ckpt, bb)}
+    else:
+        scope = list(target)
+        dropped_by_policy = set()
+    _fill_aliases(sd, alias_groups(model))
+
+    to_load: Dict[str, Tensor] = {}
+    for k in scope:
+        if k not in sd:
+            if k.endswith("num_batches_tracked") or k in dropped_by_policy:
+                continue  # the d2 converter drops BN counters; 'drop' policy keeps zero init on purpose
+            report.missing.append(k)
+        elif tuple(sd[k].shape) != tuple(target[k].shape):
+            report.mismatched.append((k, tuple(sd[k].shape), tuple(target[k].shape)))
+        else:
+            to_load[k] = sd[k]
+    report.unexpected = [k for k in sd if k not in target]
+    report.expected = len(scope)
+    report.loaded = len(to_load)
+    if strict and not report.ok:
+        hint = ""
+        name = ckpt.backbone_name
+        cfg = getattr(model, "cfg", None)
+        if name and cfg is not None and name != cfg.MODEL.BACKBONE.NAME:
+            hint = f"\n  hint: the checkpoint holds a {name} backbone but the config builds {cfg.MODEL.BACKBONE.NAME}"
+        raise CheckpointError(f"checkpoint does not fit the model:\n{report}{hint}")
+    model.load_state_dict(to_load, strict=False)  # copy_ converts fp16 files to the model's dtype
+    return report
+
+
+def ckpt_keys_dropped(ckpt: Checkpoint, adapted: Dict[str, Tensor]) -> List[str]:
+    """Backbone keys present in the file but removed by the position-table policy."""
+    return [k[len("backbone."):] for k in ckpt.state_dict if k[len("backbone."):] not in adapted]
+
+
+# ------------------------------------------------------------------------------------------------------------------
+# saving
+def official_state_dict(model: nn.Module, no_object_weight: Optional[float] = None) -> "OrderedDict[str, Tensor]":
+    """The model's weights under the official key names, alias keys and ``criterion.empty_weight`` included."""
+    sd = OrderedDict((k, v.detach().cpu()) for k, v in model.state_dict().items())
+    cfg = getattr(model, "cfg", None)
+    if no_object_weight is None:
+        no_object_weight = cfg.MODEL.MaskDINO.NO_OBJECT_WEIGHT if cfg is not None else 0.1
+    num_classes = getattr(model, "num_classes", 2)
+    empty = torch.ones(num_classes + 1)
+    empty[-1] = no_object_weight
+    sd[EMPTY_WEIGHT_KEY] = empty
+    return sd
+
+
+def save_checkpoint(model: nn.Module, path: PathLike, extra: Optional[Dict[str, Any]] = None) -> None:
+    """Save atomically. ``.safetensors``: deduplicated tensors + the config in the metadata; anything else: the
+    official detectron2 layout ``{"model": state_dict, **extra}`` that the official tools read."""
+    from gemseg.io.atomic import atomic_path
+
+    path = Path(path)
+    if path.suffix == ".safetensors":
+        from safetensors.torch import save_file
+
+        seen = set()
+        tensors = OrderedDict()
+        for k, v in model.state_dict().items():
+            key = (v.data_ptr(), v.storage_offset(), tuple(v.shape))
+            if key in seen:
+                continue  # alias of a shared module: restored from the canonical key on load
+            seen.add(key)
+            tensors[k] = v.detach().cpu().contiguous()
+        meta = {"format": "gemseg"}
+        cfg = getattr(model, "cfg", None)
+        if cfg is not None:
+            meta[CONFIG_METADATA_KEY] = cfg.dump()
+        with atomic_path(path) as tmp:
+            save_file(tensors, str(tmp), metadata=meta)
+    else:
+        payload = {"model": official_state_dict(model)}
+        payload.update(extra or {})
+        with atomic_path(path) as tmp:
+            torch.save(payload, tmp)
+
+
+def load_checkpoint(model: nn.Module, path: PathLike, strict: bool = True,
+                    pos_embed_policy: str = "interpolate") -> LoadReport:
+    """Read ``path`` and load it into ``model`` (see :func:`apply_checkpoint`)."""
+    return apply_checkpoint(model, read_checkpoint(path), strict=strict, pos_embed_policy=pos_embed_policy)
