@@ -45,8 +45,16 @@ class DeformableEncoderLayer(nn.Module):
         return self.norm2(src + self.dropout3(src2))
 
 
+class _LayerStack(nn.Module):
+    """Holds the layers as ``layers.N`` (so official keys read ``transformer.encoder.layers.N.*``)."""
+
+    def __init__(self, layers: List[nn.Module]):
+        super().__init__()
+        self.layers = nn.ModuleList(layers)
+
+
 class DeformableEncoder(nn.Module):
-    """A stack of :class:`DeformableEncoderLayer` (``encoder.layers.N``) plus per-level embeddings.
+    """Multi-scale deformable encoder: ``encoder.layers.N`` (:class:`DeformableEncoderLayer`) + ``level_embed``.
 
     With ``num_layers == 0`` it has no parameters and returns its input (the GEM configuration).
     """
@@ -55,8 +63,8 @@ class DeformableEncoder(nn.Module):
                  n_levels: int = 3, n_heads: int = 8, n_points: int = 4):
         super().__init__()
         self.num_layers = num_layers
-        self.layers = nn.ModuleList(
-            DeformableEncoderLayer(d_model, d_ffn, dropout, n_levels, n_heads, n_points) for _ in range(num_layers)
+        self.encoder = _LayerStack(
+            [DeformableEncoderLayer(d_model, d_ffn, dropout, n_levels, n_heads, n_points) for _ in range(num_layers)]
         )
         if num_layers > 0:
             self.level_embed = nn.Parameter(torch.empty(n_levels, d_model))
@@ -96,7 +104,7 @@ class DeformableEncoder(nn.Module):
         valid_ratios = torch.ones(b, len(srcs), 2, dtype=src_flat.dtype, device=src_flat.device)
         ref = self.reference_points(shapes, valid_ratios)
         out = src_flat
-        for layer in self.layers:
+        for layer in self.encoder.layers:
             out = layer(out, pos_flat, ref, shapes, None)
         outs = out.split([h * w for h, w in shapes], dim=1)
         return [o.transpose(1, 2).reshape(b, -1, h, w) for o, (h, w) in zip(outs, shapes)]
