@@ -1,0 +1,354 @@
+"""How glass, frames, walls and foreground objects look.
+
+Glass pane model (per pixel, inside the pane):
+
+    out = T(x + d(x)) · τ · tint · (1 − r(θ)) + R(x) · r(θ) + highlights + haze
+
+* ``T`` is what lies behind the pane (the scene itself for doors/partitions/railings/display cases, another image
+  for windows/façades/shop fronts), sampled at a slightly displaced position ``d`` (a smooth field of a few pixels
+  plus a constant parallax offset) — the refraction of imperfect or thick glass;
+* ``τ`` transmittance and ``tint`` a colour cast (clear, green float glass, blue/grey/bronze coatings);
+* ``r(θ)`` a Fresnel-like reflectance: Schlick's ``r0 + (1 − r0)(1 − cos θ)^5`` with ``θ`` the true viewing angle
+  from the 3-D pose, scaled per surface (coated façade glass reflects far more than a clean partition);
+* ``R`` a reflected image (another scene, mirrored, blurred);
+* specular highlight streaks and dirt/smudges in the pane's own (canonical) coordinates, so they follow
+  perspective; edge glints on frameless panes.
+
+Frames, mullions, walls and occluders are opaque: their pixels are labelled background whatever they cover.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Dict, List, Optional, Tuple
+
+import cv2
+import numpy as np
+
+from gemseg.synthesis.backgrounds import fractal_noise, random_color, smooth_noise, texture
+from gemseg.synthesis.geometry import canonical_coords
+
+TINTS = {
+    "clear": (1.0, 1.0, 1.0),
+    "green": (0.9, 1.0, 0.94),
+    "blue": (0.82, 0.92, 1.0),
+    "grey": (0.78, 0.8, 0.82),
+    "bronze": (1.0, 0.88, 0.72),
+}
+
+
+@dataclass
+class GlassLook:
+    """Appearance parameters of one glass surface (all JSON-able via :meth:`to_json`)."""
+
+    tint: str = "clear"
+    transmittance: float = 0.9
+    reflect_scale: float = 3.0  # multiplies Schlick reflectance; ~1 for clean glass, up to ~15 for mirror-coated
+    r0: float = 0.04
+    displace_px: float = 1.0
+    displace_freq: float = 2.0
+    offset_px: Tuple[float, float] = (0.0, 0.0)
+    highlights: List[Tuple[float, float, float, float]] = field(default_factory=list)  # (angle, pos, width, peak)
+    dirt: float = 0.0
+    frost: float = 0.0  # 0 = clear, 1 = fully frosted (translucent blur)
+    edge_glint: float = 0.0
+    phase: Tuple[float, float] = (0.0, 0.0)
+
+    def to_json(self) -> Dict:
+        return {
+            "tint": self.tint, "transmittance": round(self.transmittance, 4),
+            "reflect_scale": round(self.reflect_scale, 3), "displace_px": round(self.displace_px, 3),
+            "offset_px": [round(o, 3) for o in self.offset_px], "highlights": len(self.highlights),
+            "dirt": round(self.dirt, 3), "frost": round(self.frost, 3), "edge_glint": round(self.edge_glint, 3),
+        }
+
+
+def sample_look(rng: np.random.Generator, kind: str, extent_wh: Tuple[float, float]) -> GlassLook:
+    """Random glass appearance suited to a structure kind."""
+    coated = kind in ("facade", "shopfront") and rng.random() < 0.7
+    tint = str(rng.choice(["blue", "grey", "green", "bronze"])) if coated else str(
+        rng.choice(["clear", "clear", "green", "blue", "grey"]))
+    if kind == "mirror":
+        reflect = 40.0
+    elif coated:
+        reflect = float(rng.uniform(3, 14))
+    else:
+        reflect = float(rng.uniform(0.8, 5))
+    W, H = extent_wh
+    n_hl = int(rng.choice([0, 1, 1, 2, 3]))
+    hls = [(float(rng.uniform(20, 70) * rng.choice([-1, 1])), float(rng.uniform(0, 1)),
+            float(rng.uniform(0.02, 0.12)), float(rng.uniform(0.08, 0.45))) for _ in range(n_hl)]
+    return GlassLook(
+        tint=tint,
+        transmittance=float(rng.uniform(0.55, 0.85) if coated else rng.uniform(0.8, 0.97)),
+        reflect_scale=reflect,
+        displace_px=float(rng.uniform(0.2, 3.0)),
+        displace_freq=float(rng.uniform(0.5, 4.0)) / max(W, H),
+        offset_px=(float(rng.uniform(-4, 4)), float(rng.uniform(-3, 3))),
+        highlights=hls,
+        dirt=float(rng.uniform(0.02, 0.25) if rng.random() < 0.45 else 0.0),
+        frost=float(rng.uniform(0.5, 1.0)) if (kind in ("partition", "door") and rng.random() < 0.08) else 0.0,
+        edge_glint=float(rng.uniform(0.1, 0.5)) if rng.random() < 0.6 else 0.0,
+        phase=(float(rng.uniform(0, 6.3)), float(rng.uniform(0, 6.3))),
+    )
+
+
+def shade_pane(
+    img: np.ndarray,
+    mask: np.ndarray,
+    box: Tuple[int, int, int, int],
+    Hinv: np.ndarray,
+    view_cos_fn,
+    extent: Tuple[float, float, float, float],
+    behind: np.ndarray,
+    reflection: np.ndarray,
+    look: GlassLook,
+    dirt_field: np.ndarray,
+    mirror: bool = False,
+) -> None:
+    """Render glass into ``img`` where ``mask`` is true (inside ``box``), in place."""
+    x0, y0, x1, y1 = box
+    sub = mask[y0:y1, x0:x1]
+    if not sub.any():
+        return
+    u, v = canonical_coords(Hinv, box)
+    eu0, ev0, eu1, ev1 = extent
+    ew, eh = max(eu1 - eu0, 1e-6), max(ev1 - ev0, 1e-6)
+    # Normalised surface coordinates (0..1 over the whole structure) for streaks shared by all its panes.
+    un, vn = (u - eu0) / ew, (v - ev0) / eh
+
+    f = look.displace_freq * 2 * np.pi
+    px = np.arange(x0, x1, dtype=np.float32)[None, :] * np.ones((y1 - y0, 1), np.float32)
+    py = np.arange(y0, y1, dtype=np.float32)[:, None] * np.ones((1, x1 - x0), np.float32)
+    if mirror:
+        base = reflection[y0:y1, x0:x1]
+        out = base * np.float32(0.92)
+    else:
+        dx = look.displace_px * np.sin(u * f + look.phase[0]) * np.cos(v * f * 0.7 + look.phase[1]) + look.offset_px[0]
+        dy = look.displace_px * np.cos(u * f * 0.8 + look.phase[1]) * np.sin(v * f + look.phase[0]) + look.offset_px[1]
+        trans = cv2.remap(behind, px + dx.astype(np.float32), py + dy.astype(np.float32), cv2.INTER_LINEAR,
+                          borderMode=cv2.BORDER_REFLECT)
+        if look.frost > 0:
+            k = int(3 + 2 * round(6 * look.frost))
+            blurred = cv2.GaussianBlur(trans, (k * 2 + 1, k * 2 + 1), 0)
+            trans = trans * (1 - look.frost) + blurred * look.frost
+            trans = trans * (1 - 0.3 * look.frost) + 0.3 * look.frost * 0.85
+        tint = np.asarray(TINTS[look.tint], np.float32)
+        cos = view_cos_fn(u, v)
+        schlick = look.r0 + (1 - look.r0) * (1.0 - cos) ** 5
+        r = np.clip(look.reflect_scale * schlick, 0.0, 0.85)[..., None]
+        out = trans * (look.transmittance * tint) * (1 - r) + reflection[y0:y1, x0:x1] * r
+
+    for angle, pos, width, peak in look.highlights:
+        a = np.deg2rad(angle)
+        d = un * np.cos(a) + vn * np.sin(a)
+        lo, hi = min(np.cos(a), 0) + min(np.sin(a), 0), max(np.cos(a), 0) + max(np.sin(a), 0)
+        c = lo + (hi - lo) * pos
+        band = peak * np.exp(-0.5 * ((d - c) / width) ** 2)
+        out = out + band[..., None]
+    if look.dirt > 0:
+        dd = (look.dirt * dirt_field[y0:y1, x0:x1])[..., None]
+        out = out * (1 - dd) + dd * np.float32(0.78)
+    if look.edge_glint > 0:
+        sub_u8 = sub.astype(np.uint8)
+        edge = sub & ~cv2.erode(sub_u8, np.ones((3, 3), np.uint8), borderType=cv2.BORDER_CONSTANT,
+                                borderValue=0).astype(bool)
+        out[edge] = out[edge] * (1 - look.edge_glint) + look.edge_glint * np.array([0.75, 0.92, 0.85], np.float32)
+    region = img[y0:y1, x0:x1]
+    region[sub] = np.clip(out[sub], 0, 1)
+
+
+def frame_color(rng: np.random.Generator) -> Tuple[np.ndarray, str]:
+    """A frame material: aluminium, white/black powder coat, wood, or a random painted colour."""
+    kind = str(rng.choice(["aluminium", "white", "black", "wood", "painted"], p=[0.35, 0.2, 0.2, 0.15, 0.1]))
+    if kind == "aluminium":
+        c = np.float32(rng.uniform(0.55, 0.8)) * np.array([1.0, 1.0, 1.03], np.float32)
+    elif kind == "white":
+        c = np.full(3, rng.uniform(0.82, 0.95), np.float32)
+    elif kind == "black":
+        c = np.full(3, rng.uniform(0.06, 0.18), np.float32)
+    elif kind == "wood":
+        c = random_color(rng, "warm") * np.float32(rng.uniform(0.5, 0.8))
+    else:
+        c = random_color(rng, "any")
+    return c.astype(np.float32), kind
+
+
+def paint_solid(img: np.ndarray, region: np.ndarray, color: np.ndarray, rng: np.random.Generator,
+                shade: Optional[np.ndarray] = None) -> None:
+    """Paint an opaque member (frame, mullion, panel) with a base colour, soft shading and a little grain."""
+    ys, xs = np.nonzero(region)
+    if len(ys) == 0:
+        return
+    y0, y1, x0, x1 = ys.min(), ys.max() + 1, xs.min(), xs.max() + 1
+    h, w = y1 - y0, x1 - x0
+    g = np.linspace(rng.uniform(0.8, 1.0), rng.uniform(0.9, 1.15), h, dtype=np.float32)[:, None, None]
+    grain = 1.0 + 0.04 * (smooth_noise(rng, h, w, 3.0)[..., None] - 0.5)
+    patch = np.clip(color[None, None] * g * grain, 0, 1)
+    if shade is not None:
+        patch = patch * shade[y0:y1, x0:x1, None]
+    sub = region[y0:y1, x0:x1]
+    img[y0:y1, x0:x1][sub] = patch[sub]
+
+
+def paint_plane_texture(img: np.ndarray, H: np.ndarray, rect: Tuple[float, float, float, float],
+                        exclude: np.ndarray, tex: np.ndarray, tex_size_units: float,
+                        ref_uv: Tuple[float, float]) -> np.ndarray:
+    """Paint ``tex`` on the plane with image homography ``H`` over canonical ``rect`` (minus ``exclude``), for every
+    pixel whose viewing ray meets the plane in front of the camera (``ref_uv``: a canonical point known to be in
+    front); returns the painted mask.
+
+    Used for walls, which may extend past the camera's field of view (so their corners need not project)."""
+    h, w = img.shape[:2]
+    Hinv = np.linalg.inv(H)
+    # The homogeneous coordinate of H^-1·pixel is linear in the pixel and changes sign on the plane's vanishing
+    # line; the side holding ``ref_uv`` (a point known to be in front, e.g. the window's centre) is in front.
+    pc = H @ np.array([ref_uv[0], ref_uv[1], 1.0])
+    ref = np.sign((Hinv @ (pc / pc[2]))[2])
+    xs = np.arange(w, dtype=np.float64) + 0.5
+    ys = np.arange(h, dtype=np.float64) + 0.5
+    nw = Hinv[2, 0] * xs[None, :] + (Hinv[2, 1] * ys + Hinv[2, 2])[:, None]
+    front = (nw * ref) > 0
+    u, v = canonical_coords(Hinv, (0, 0, w, h))
+    inside = front & (u >= rect[0]) & (u <= rect[2]) & (v >= rect[1]) & (v <= rect[3]) & ~exclude
+    th, tw = tex.shape[:2]
+    s = tw / tex_size_units
+    mx = np.mod(u * s, tw - 1).astype(np.float32)
+    my = np.mod(v * s, th - 1).astype(np.float32)
+    painted = cv2.remap(tex, mx, my, cv2.INTER_LINEAR, borderMode=cv2.BORDER_WRAP)
+    img[inside] = painted[inside]
+    return inside
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# foreground objects (occluders) and objects behind glass
+
+
+def draw_object(rng: np.random.Generator, h: int, w: int, anchor: Tuple[float, float], scale: float
+                ) -> Tuple[np.ndarray, np.ndarray, str]:
+    """A procedural object (person, plant, furniture, pole, box, lamp) standing at ``anchor`` (its base point).
+
+    Returns ``(mask, colour image, kind)``; the mask is exact (the same pixels are painted and labelled)."""
+    kind = str(rng.choice(["person", "plant", "table", "chair", "pole", "box", "sofa"]))
+    m = np.zeros((h, w), np.uint8)
+    col = np.zeros((h, w, 3), np.float32)
+    ax, ay = anchor
+    s = scale
+
+    def fill(poly, color):
+        cv2.fillPoly(m, [np.round(poly).astype(np.int32)], 1)
+        cv2.fillPoly(col, [np.round(poly).astype(np.int32)], tuple(float(c) for c in color))
+
+    def circle(cx, cy, r, color):
+        cv2.circle(m, (int(round(cx)), int(round(cy))), max(1, int(round(r))), 1, -1)
+        cv2.circle(col, (int(round(cx)), int(round(cy))), max(1, int(round(r))), tuple(float(c) for c in color), -1)
+
+    def rect(xa, ya, xb, yb, color):
+        fill(np.array([[xa, ya], [xb, ya], [xb, yb], [xa, yb]]), color)
+
+    if kind == "person":
+        cloth = random_color(rng, "any") * 0.7
+        legs = random_color(rng, "neutral") * 0.4
+        skin = np.array([0.8, 0.6, 0.48], np.float32) * rng.uniform(0.45, 1.05)
+        H_ = s
+        rect(ax - 0.09 * H_, ay - 0.48 * H_, ax - 0.01 * H_, ay, legs)
+        rect(ax + 0.01 * H_, ay - 0.48 * H_, ax + 0.09 * H_, ay, legs)
+        fill(np.array([[ax - 0.13 * H_, ay - 0.82 * H_], [ax + 0.13 * H_, ay - 0.82 * H_],
+                       [ax + 0.11 * H_, ay - 0.45 * H_], [ax - 0.11 * H_, ay - 0.45 * H_]]), cloth)
+        rect(ax - 0.17 * H_, ay - 0.8 * H_, ax - 0.12 * H_, ay - 0.5 * H_, cloth * 0.9)
+        rect(ax + 0.12 * H_, ay - 0.8 * H_, ax + 0.17 * H_, ay - 0.5 * H_, cloth * 0.9)
+        circle(ax, ay - 0.9 * H_, 0.075 * H_, skin)
+        circle(ax, ay - 0.93 * H_, 0.07 * H_, random_color(rng, "neutral") * 0.3)
+        circle(ax, ay - 0.885 * H_, 0.065 * H_, skin)
+    elif kind == "plant":
+        pot = random_color(rng, "warm") * 0.7
+        ph = 0.25 * s
+        fill(np.array([[ax - 0.12 * s, ay - ph], [ax + 0.12 * s, ay - ph], [ax + 0.09 * s, ay],
+                       [ax - 0.09 * s, ay]]), pot)
+        leaf = np.array([0.2, 0.42, 0.15], np.float32) * rng.uniform(0.6, 1.2)
+        for _ in range(int(rng.integers(6, 14))):
+            circle(ax + rng.normal(0, 0.12) * s, ay - ph - rng.uniform(0.05, 0.6) * s, rng.uniform(0.05, 0.13) * s,
+                   leaf * rng.uniform(0.7, 1.3))
+    elif kind == "table":
+        c = random_color(rng, "warm") * 0.7 if rng.random() < 0.6 else random_color(rng, "neutral")
+        tw_ = rng.uniform(0.5, 1.0) * s
+        th_ = 0.45 * s
+        rect(ax - tw_ / 2, ay - th_, ax + tw_ / 2, ay - th_ + 0.05 * s, c)
+        rect(ax - tw_ / 2 + 0.03 * s, ay - th_, ax - tw_ / 2 + 0.07 * s, ay, c * 0.8)
+        rect(ax + tw_ / 2 - 0.07 * s, ay - th_, ax + tw_ / 2 - 0.03 * s, ay, c * 0.8)
+    elif kind == "chair":
+        c = random_color(rng, "any") * 0.8
+        rect(ax - 0.12 * s, ay - 0.3 * s, ax + 0.12 * s, ay - 0.26 * s, c)
+        rect(ax + 0.09 * s, ay - 0.62 * s, ax + 0.12 * s, ay, c * 0.85)
+        rect(ax - 0.12 * s, ay - 0.3 * s, ax - 0.09 * s, ay, c * 0.85)
+    elif kind == "pole":
+        c = random_color(rng, "neutral") * 0.8
+        pw = rng.uniform(0.03, 0.08) * s
+        rect(ax - pw, 0, ax + pw, ay, c)
+    elif kind == "box":
+        c = random_color(rng, "any") * 0.85
+        bw, bh = rng.uniform(0.15, 0.5) * s, rng.uniform(0.1, 0.45) * s
+        rect(ax - bw / 2, ay - bh, ax + bw / 2, ay, c)
+        rect(ax - bw / 2, ay - bh, ax + bw / 2, ay - bh + 0.1 * bh, c * 1.15)
+    else:  # sofa
+        c = random_color(rng, "any") * 0.65
+        sw = rng.uniform(0.6, 1.1) * s
+        rect(ax - sw / 2, ay - 0.42 * s, ax + sw / 2, ay - 0.06 * s, c)
+        rect(ax - sw / 2 - 0.05 * s, ay - 0.3 * s, ax - sw / 2 + 0.05 * s, ay, c * 0.85)
+        rect(ax + sw / 2 - 0.05 * s, ay - 0.3 * s, ax + sw / 2 + 0.05 * s, ay, c * 0.85)
+    mask = m.astype(bool)
+    if mask.any():
+        # Soft vertical shading and grain so objects are not flat stickers.
+        ys, xs = np.nonzero(mask)
+        y0, y1 = ys.min(), ys.max() + 1
+        shade = np.ones(h, np.float32)
+        shade[y0:y1] = np.linspace(1.1, 0.75, y1 - y0, dtype=np.float32)
+        col *= shade[:, None, None]
+        col *= 1.0 + 0.08 * (smooth_noise(rng, h, w, 4.0) - 0.5)[..., None]
+    return mask, np.clip(col, 0, 1), kind
+
+
+def apply_camera(rng: np.random.Generator, img: np.ndarray) -> Tuple[np.ndarray, Dict]:
+    """Lighting change, vignetting, optional defocus, sensor noise. Returns the image and its parameters."""
+    h, w = img.shape[:2]
+    exposure = float(rng.uniform(0.8, 1.2))
+    gamma = float(rng.uniform(0.85, 1.15))
+    out = np.power(np.clip(img * exposure, 0, 1), gamma)
+    vig = float(rng.uniform(0.0, 0.35))
+    if vig > 0.02:
+        yy = np.linspace(-1, 1, h, dtype=np.float32)[:, None]
+        xx = np.linspace(-1, 1, w, dtype=np.float32)[None, :]
+        out = out * (1 - vig * 0.5 * (xx ** 2 + yy ** 2))[..., None]
+    blur = float(rng.uniform(0.4, 1.4)) if rng.random() < 0.25 else 0.0
+    if blur > 0:
+        out = cv2.GaussianBlur(out, (0, 0), blur)
+    noise = float(rng.uniform(0.0, 0.025))
+    if noise > 0.002:
+        out = out + rng.standard_normal(out.shape, dtype=np.float32) * np.float32(noise)
+    return np.clip(out, 0, 1), {"exposure": round(exposure, 3), "gamma": round(gamma, 3),
+                                "vignette": round(vig, 3), "blur_sigma": round(blur, 3),
+                                "noise_sigma": round(noise, 4)}
+
+
+def dirt_field(rng: np.random.Generator, h: int, w: int) -> np.ndarray:
+    """Smudge/dirt density in ``[0, 1]``: blotchy fractal noise with a few elliptic finger/cleaning marks."""
+    n = fractal_noise(rng, h, w, cell=w / rng.uniform(3, 10), octaves=4)
+    n = np.clip((n - 0.45) * 2.5, 0, 1)
+    marks = np.zeros((h, w), np.float32)
+    for _ in range(int(rng.integers(0, 6))):
+        c = (int(rng.uniform(0, w)), int(rng.uniform(h * 0.3, h)))
+        ax_ = (int(rng.uniform(4, 30)), int(rng.uniform(3, 15)))
+        cv2.ellipse(marks, c, ax_, float(rng.uniform(0, 180)), 0, 360, float(rng.uniform(0.3, 1.0)), -1)
+    marks = cv2.GaussianBlur(marks, (0, 0), 3)
+    return np.clip(n + marks, 0, 1).astype(np.float32)
+
+
+def reflection_image(scene: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Turn a scene into what a glass surface reflects: mirrored, blurred, slightly brightened."""
+    refl = scene[:, ::-1]
+    sigma = float(rng.uniform(0.5, 5.0))
+    refl = cv2.GaussianBlur(np.ascontiguousarray(refl), (0, 0), sigma)
+    return np.clip(refl * np.float32(rng.uniform(0.9, 1.3)), 0, 1)
+
+
+__all__ = ["GlassLook", "sample_look", "shade_pane", "frame_color", "paint_solid", "paint_plane_texture",
+           "draw_object", "apply_camera", "dirt_field", "reflection_image", "texture"]
