@@ -411,29 +411,21 @@ class TinyViTBackbone(PyramidBackbone):
         return self.neck(x.permute(0, 3, 1, 2))
 
     def adapt_state_dict(self, state_dict: Dict[str, Tensor], policy: str = "interpolate") -> Dict[str, Tensor]:
-        """Make a prefix-stripped backbone state dict fit this model (kept for symmetry with the ViT backbone).
+        """Make a prefix-stripped backbone state dict fit this model (the counterpart of ``ViTBackbone``'s).
 
-        No TinyViT/neck/pyramid tensor depends on the input size (attention-bias tables depend on the window
-        size), so a MobileSAM (1024) or GEM-384 dict already fits any img_size: entries whose shape matches are
-        returned untouched; keys the model does not have (e.g. MobileSAM's ``norm_head.*``/``head.*``) are passed
-        through for the caller to drop. A shape mismatch means a different architecture: ``"drop"`` removes such
-        entries (the official loader skips them), ``"interpolate"`` raises ValueError because nothing can be
-        interpolated.
+        No TinyViT/neck/pyramid tensor depends on the input size (the attention-bias tables depend on the window
+        size), so a MobileSAM (1024) or GEM-384 dict already fits any img_size and ``"interpolate"`` returns every
+        entry untouched (a no-op). ``"drop"`` removes entries whose shape differs from the model's (the official
+        loader skips such keys); they can only come from a different architecture. Keys the model does not have
+        (e.g. MobileSAM's ``norm_head.*``/``head.*`` classifier) are passed through for the caller to drop.
+        Raises ValueError for an unknown policy.
         """
         if policy not in VALID_POLICIES:
             raise ValueError(f"policy must be one of {VALID_POLICIES}, got {policy!r}")
+        if policy == "interpolate":
+            return dict(state_dict)
         own = self.state_dict()
-        out: Dict[str, Tensor] = {}
-        for k, v in state_dict.items():
-            if k in own and tuple(own[k].shape) != tuple(v.shape):
-                if policy == "drop":
-                    continue
-                raise ValueError(
-                    f"{k}: checkpoint shape {tuple(v.shape)} != model shape {tuple(own[k].shape)}; TinyViT weights "
-                    f"do not depend on the input size, so this is a different architecture"
-                )
-            out[k] = v
-        return out
+        return {k: v for k, v in state_dict.items() if k not in own or tuple(own[k].shape) == tuple(v.shape)}
 
 
 def build_tiny_vit_backbone(

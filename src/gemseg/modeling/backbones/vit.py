@@ -264,8 +264,10 @@ class ViTBackbone(PyramidBackbone):
         ``get_rel_pos`` would do at run time with the original table). ``"drop"``: every entry whose shape does
         not match is removed, so those parameters keep their zero initialisation -- the official behaviour (its
         checkpoint loader skips shape-mismatched keys, and GEM-Base was trained from a SAM file with pos_embed
-        removed). Entries that already fit and keys the model does not have are returned untouched. A mismatch in
-        any other tensor raises ValueError under ``"interpolate"`` (it means a different architecture).
+        removed). Entries that already fit and keys the model does not have are returned untouched. Under
+        ``"interpolate"`` a mismatching tensor that does not depend on the input size (e.g. ``qkv`` of a ViT-L
+        file) is also returned untouched, so the caller's strict load reports it with its shapes.
+        Raises ValueError for an unknown policy.
         """
         if policy not in VALID_POLICIES:
             raise ValueError(f"policy must be one of {VALID_POLICIES}, got {policy!r}")
@@ -283,10 +285,7 @@ class ViTBackbone(PyramidBackbone):
             elif k.endswith((".attn.rel_pos_h", ".attn.rel_pos_w")) and v.ndim == 2 and v.shape[1] == target.shape[1]:
                 out[k] = resize_rel_pos(v, target.shape[0])
             else:
-                raise ValueError(
-                    f"{k}: checkpoint shape {tuple(v.shape)} != model shape {tuple(target.shape)} and it cannot be "
-                    f"interpolated (only pos_embed and rel_pos tables depend on the input size)"
-                )
+                out[k] = v  # not size-dependent: a different architecture; left for the caller to report
         return out
 
 
