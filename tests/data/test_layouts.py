@@ -52,6 +52,8 @@ def test_gsds_autodetect_default_split_and_decoding(tmp_path):
     assert len(resolve_dataset(root, split="train")) == 2  # alias of 'training'
     assert resolve_dataset(root, split="test").split == "validation"
     assert resolve_dataset(root, layout="sgsd").layout == "sgsd"
+    (root / "synth_info.json").write_text("{}")  # what `gem synth` leaves next to the GSD-S folders
+    assert resolve_dataset(root).layout == "sgsd"
 
 
 def test_gsds_rejects_0_255_masks_in_zero_one_folder(tmp_path):

@@ -378,7 +378,8 @@ def _detect_layout(root: Path) -> str:
     """Guess the layout of ``root`` from its folders (see the module docstring)."""
     if (root / "annotations_zero_one").is_dir() or ((root / "annotations").is_dir() and (root / "images").is_dir()
                                                     and _resolve_split_dir(root, "training", ("images",))):
-        return "gsd-s"
+        # `gem synth` writes the same folders plus its settings file
+        return "sgsd" if (root / "synth_info.json").is_file() else "gsd-s"
     if _find_child(root, _IMAGE_DIR_NAMES) and _find_child(root, _MASK_DIR_NAMES):
         return "realdata"
     splits = [d for d in ("train", "training", "test", "validation", "val", "test_easy", "test_hard")

@@ -1,0 +1,154 @@
+"""``gem eval``: score a model or saved masks with the paper's metrics (IoU, Fβ, MAE, BER).
+
+Model mode::
+
+    gem eval --config configs/gem_sam_tiny.yaml --weights model_final.pth --dataset datasets/GSD-S-D2 \
+             [--split validation] [--device cpu] [--soft]
+
+Prediction mode (any method's saved masks)::
+
+    gem eval --pred-dir results/GDNet --gt-dir GSD-S/annotations/validation [--resize-pred | --strict-size]
+
+Outputs: the table as the paper prints it on stdout; ``--json`` (exactly count/IoU/Fbeta/MAE/BER),
+``--report-json`` (everything), ``--markdown``, ``--csv``, ``--per-image-csv``, ``--plots DIR`` (curves.png and
+worst.png). The model is imported only in model mode.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from gemseg.errors import GemsegError
+
+
+def add_parser(subparsers, name: str, help_text: str) -> argparse.ArgumentParser:
+    """Register ``gem eval`` on the dispatcher's sub-parsers."""
+    p = subparsers.add_parser(
+        name, help=help_text, description=__doc__.split("\n\n", 1)[0] + (
+            "\nModel mode needs --config and --weights with --dataset (or --images/--masks); prediction mode "
+            "needs --pred-dir with --gt-dir (or --dataset / --masks). By default model mode scores the binary "
+            "argmax mask, as the official GEM evaluator does; --soft scores the glass probability."),
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    m = p.add_argument_group("model mode")
+    m.add_argument("--config", help="model config (YAML, official names accepted)")
+    m.add_argument("--weights", help="checkpoint (.pth/.pkl/.safetensors)")
+    m.add_argument("--device", default="cpu", help="torch device (default: cpu)")
+    m.add_argument("--soft", action="store_true",
+                   help="score the glass probability instead of the binary argmax mask (official GEM: binary)")
+    pm = p.add_argument_group("prediction mode")
+    pm.add_argument("--pred-dir", help="folder of saved predictions (PNG 0/255 or 0/1 masks, 8-bit soft maps, .npy)")
+    pm.add_argument("--gt-dir", help="folder of ground-truth masks (or a dataset folder with masks/)")
+    size = pm.add_mutually_exclusive_group()
+    size.add_argument("--resize-pred", action="store_true",
+                      help="resize predictions whose size differs from the GT (bilinear; binary masks re-thresholded "
+                           "at 0.5). Default: such pairs are skipped and reported")
+    size.add_argument("--strict-size", action="store_true",
+                      help="stop with an error at the first prediction whose size differs from the GT")
+    d = p.add_argument_group("dataset")
+    d.add_argument("--dataset", help="dataset folder or official name (ade20k_sem_seg_val, under $DETECTRON2_DATASETS)")
+    d.add_argument("--split", help="split (GSD-S: validation|training; GDD/GSD/Trans10K: test|train; "
+                                   "default: the layout's test split)")
+    d.add_argument("--layout", help="force a layout: gsd-s, sgsd, gsd, gdd, trans10k, realdata, generic")
+    d.add_argument("--images", help="image folder (generic layout)")
+    d.add_argument("--masks", help="mask folder (generic layout)")
+    d.add_argument("--mask-encoding", choices=("auto", "zero_one", "binary", "trans10k"),
+                   help="override how GT masks are decoded (default: the layout's; see docs/evaluation.md)")
+    d.add_argument("--limit", type=int, help="score only the first N pairs (quick checks)")
+    o = p.add_argument_group("metrics and output")
+    o.add_argument("--empty", choices=("guard", "official", "skip"), default="guard",
+                   help="images with empty GT and empty prediction (0/0): guard = IoU 1 and BER over the classes "
+                        "present (default); official = NaN as the official code; skip = leave them out")
+    o.add_argument("--name", default=None, help="method name in the table (default: weights / prediction folder)")
+    o.add_argument("--json", help="write {count, IoU, Fbeta, MAE, BER} (exactly these keys; BER in percent)")
+    o.add_argument("--report-json", help="write every number, the curves, settings and skipped pairs")
+    o.add_argument("--markdown", help="write the table as Markdown")
+    o.add_argument("--csv", help="write a one-row summary CSV")
+    o.add_argument("--per-image-csv", help="write one row of scores per image (streamed)")
+    o.add_argument("--plots", help="folder for curves.png (P/R and Fβ-threshold) and worst.png (gallery)")
+    o.add_argument("--worst", type=int, default=8, help="images in the worst-images gallery (default 8)")
+    o.add_argument("--no-progress", action="store_true", help="no progress bar")
+    return p
+
+
+def _dataset(args: argparse.Namespace):
+    from gemseg.data import masks_only, resolve_dataset
+
+    if args.gt_dir:
+        if args.dataset or args.masks:
+            raise GemsegError("give the ground truth once: --gt-dir, --dataset or --masks")
+        gt = Path(args.gt_dir)
+        if not gt.is_dir():
+            raise GemsegError(f"ground-truth folder not found: {gt}")
+        return masks_only(gt, encoding=args.mask_encoding or "auto")
+    if args.masks or args.images:
+        if not args.masks:
+            raise GemsegError("--images needs --masks")
+        return resolve_dataset(None, images=args.images, masks=args.masks, encoding=args.mask_encoding)
+    if args.dataset:
+        return resolve_dataset(args.dataset, split=args.split, layout=args.layout, encoding=args.mask_encoding)
+    raise GemsegError("no ground truth: pass --dataset PATH, --gt-dir DIR, or --images DIR --masks DIR")
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run ``gem eval``; returns 0 on success, 130 when interrupted (partial results printed)."""
+    from gemseg.evaluation import (evaluate_model, evaluate_predictions, format_table, plot_curves, save_gallery,
+                                   write_csv, write_full_json, write_json, write_markdown)
+
+    model_mode = bool(args.config or args.weights)
+    if model_mode and args.pred_dir:
+        raise GemsegError("choose one mode: --config/--weights (model) or --pred-dir (saved predictions)")
+    if not model_mode and not args.pred_dir:
+        raise GemsegError("nothing to score: pass --config and --weights (model mode) or --pred-dir (prediction mode)")
+    if args.limit is not None and args.limit < 1:
+        raise GemsegError("--limit must be at least 1")
+    if args.soft and not model_mode:
+        raise GemsegError("--soft applies to model mode; in prediction mode soft maps are detected from the files")
+    size_policy = "resize" if args.resize_pred else ("strict" if args.strict_size else "skip")
+    dataset = _dataset(args)
+    report = dataset.pairing_report() if hasattr(dataset, "pairing_report") else ""
+    print(f"dataset: {dataset.describe()}", file=sys.stderr)
+    if report:
+        print(report, file=sys.stderr)
+    worst_k = max(0, args.worst) if args.plots else 0
+    common = dict(empty=args.empty, size_policy=size_policy, per_image_csv=args.per_image_csv, worst_k=worst_k,
+                  progress=not args.no_progress, limit=args.limit)
+
+    if model_mode:
+        if not (args.config and args.weights):
+            raise GemsegError("model mode needs both --config and --weights")
+        import gemseg  # imported here: prediction mode must work without the model code
+
+        model = gemseg.load_model(args.config, weights=args.weights, device=args.device)
+        if hasattr(model, "eval"):
+            model.eval()
+        name = args.name or Path(args.weights).stem
+        print("scoring the binary argmax mask (as the official GEM evaluator)" if not args.soft else
+              "scoring the glass probability (--soft; official GEM scores the binary mask)", file=sys.stderr)
+        results = evaluate_model(model, dataset, soft=args.soft, source=f"{args.config} + {args.weights}", **common)
+    else:
+        name = args.name or Path(args.pred_dir).name
+        results = evaluate_predictions(args.pred_dir, dataset, **common)
+
+    print(format_table(results, name=name))
+    if results.count == 0:
+        raise GemsegError(f"no pair could be scored ({len(results.failures)} skipped; first: "
+                          f"{results.failures[0].key}: {results.failures[0].reason})" if results.failures else
+                          "no pair could be scored")
+    if results.interrupted:
+        # a partial --json would be indistinguishable from a full run's: write only the clearly-labelled extras
+        print("interrupted: --json not written (partial results above)", file=sys.stderr)
+    elif args.json:
+        write_json(args.json, results)
+    if args.report_json:
+        write_full_json(args.report_json, results)
+    if args.markdown:
+        write_markdown(args.markdown, results, name=name)
+    if args.csv:
+        write_csv(args.csv, results, name=name)
+    if args.plots:
+        out = Path(args.plots)
+        out.mkdir(parents=True, exist_ok=True)
+        plot_curves(out / "curves.png", results, name=name)
+        save_gallery(out / "worst.png", results.worst)
+    return 130 if results.interrupted else 0
