@@ -35,6 +35,7 @@ PathLike = Union[str, os.PathLike]
 
 EMPTY_WEIGHT_KEY = "criterion.empty_weight"
 CONFIG_METADATA_KEY = "gemseg_config"
+PYRAMID_PREFIXES = ("backbone.transpose1.", "backbone.transpose2.", "backbone.transpose4.")
 
 
 # ------------------------------------------------------------------------------------------------------------------
@@ -55,21 +56,30 @@ class _NumpyOnlyUnpickler(pickle.Unpickler):
     def find_class(self, module: str, name: str) -> Any:
         if (module, name) in self._ALLOWED:
             return super().find_class(module, name)
-        raise pickle.UnpicklingError(f"refusing to load {module}.{name} (only numpy arrays are allowed)")
+        raise CheckpointError(
+            f"refusing to unpickle {module}.{name}: a .pkl checkpoint may only contain numpy arrays "
+            "(loading it could run code)"
+        )
 
 
 def _load_pkl(path: Path) -> Any:
     with open(path, "rb") as f:
-        return _NumpyOnlyUnpickler(f, encoding="latin1").load()
+        try:
+            return _NumpyOnlyUnpickler(f, encoding="latin1").load()
+        except CheckpointError as e:
+            raise CheckpointError(f"{path}: {e}") from None
 
 
 def _load_torch(path: Path) -> Any:
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:
+        if "Weights only load failed" not in str(e) and "Unsupported global" not in str(e):
+            raise
+        detail = next((ln for ln in str(e).splitlines() if "Unsupported global" in ln), "").strip()
         raise CheckpointError(
-            f"{path}: the checkpoint contains Python objects that cannot be loaded safely ({e}). "
-            "Only tensors, numbers and containers are accepted."
+            f"{path}: refusing to load Python objects from the checkpoint ({detail or 'unsupported global'}); "
+            "only tensors, numbers and containers are accepted"
         ) from None
 
 
@@ -305,8 +315,10 @@ def apply_checkpoint(model: nn.Module, ckpt: Checkpoint, strict: bool = True,
                 if resized:
                     report.notes.append(f"resized {len(resized)} position tables to the model input size")
         sd = {"backbone." + k: v for k, v in bb.items()}
-        scope = [k for k in target if k.startswith("backbone.")]
-        report.random_init = [k for k in target if not k.startswith("backbone.")]
+        # the deconv pyramid (transpose1/2) is GEM's own: SAM/MobileSAM files do not have it
+        pyramid_absent = [k for k in target if k.startswith(PYRAMID_PREFIXES) and k not in sd]
+        scope = [k for k in target if k.startswith("backbone.") and k not in pyramid_absent]
+        report.random_init = pyramid_absent + [k for k in target if not k.startswith("backbone.")]
         dropped_by_policy = {"backbone." + k for k in ckpt_keys_dropped(ckpt, bb)}
     else:
         scope = list(target)
