@@ -107,3 +107,32 @@ def test_merge_from_list_keeps_frozen():
     cfg = get_config(None)
     merge_from_list(cfg, ["MODEL.DEVICE", "cuda"])
     assert cfg.MODEL.DEVICE == "cuda" and cfg.is_frozen()
+
+
+@pytest.mark.parametrize("ours, official", [
+    ("gem-tiny", "gem_sam_tiny_bs32_iter1w_steplr.yaml"),
+    ("gem-tiny-1024", "gem_sam_tiny_bs32_iter1w_steplr_1024.yaml"),
+    ("gem-base", "gem_sam_base_bs16_iter2w_steplr.yaml"),
+    ("gem-base-1024", "gem_sam_base_bs16_160k_steplr_1024.yaml"),
+])
+def test_shipped_configs_equal_the_official_ones(ours, official):
+    """Our configs differ from the official ones only in run bookkeeping (output dir, the Tiny MAX_ITER fix)."""
+    a = get_config(ours)
+    b = get_config(shared_path("fixtures", "official-configs", official))
+    diffs = []
+
+    def walk(x, y, prefix=""):
+        for k in x:
+            if isinstance(x[k], dict):
+                walk(x[k], y[k], prefix + k + ".")
+            elif x[k] != y[k] and not (isinstance(x[k], (list, tuple)) and list(x[k]) == list(y[k])):
+                diffs.append(prefix + k)
+
+    walk(a, b)
+    allowed = {"OUTPUT_DIR", "MODEL.WEIGHTS"} | ({"SOLVER.MAX_ITER"} if ours == "gem-tiny" else set())
+    assert set(diffs) <= allowed, diffs
+
+
+def test_unknown_config_name_lists_shipped_ones():
+    with pytest.raises(ConfigError, match="gem-base"):
+        get_config("gem-huge")

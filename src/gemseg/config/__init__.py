@@ -1,5 +1,5 @@
 """Configuration: one defaults tree, official YAML loading (``_BASE_``, safe tags), ``KEY VALUE`` overrides."""
 from gemseg.config.defaults import get_defaults
-from gemseg.config.loader import get_config, load_yaml_with_base, merge_from_list
+from gemseg.config.loader import CONFIG_ALIASES, get_config, load_yaml_with_base, merge_from_list, resolve_config_path
 
-__all__ = ["get_config", "get_defaults", "load_yaml_with_base", "merge_from_list"]
+__all__ = ["CONFIG_ALIASES", "resolve_config_path", "get_config", "get_defaults", "load_yaml_with_base", "merge_from_list"]

@@ -178,16 +178,40 @@ def merge_from_list(cfg: CfgNode, opts: Sequence[str], source: str = "command li
     return cfg
 
 
+CONFIG_DIR = Path(__file__).resolve().parents[1] / "configs"
+# short names for the shipped configs (``gem predict --config gem-tiny``)
+CONFIG_ALIASES = {
+    "gem-tiny": "gem_sam_tiny_bs32_iter1w_steplr.yaml",
+    "gem-tiny-1024": "gem_sam_tiny_bs32_iter1w_steplr_1024.yaml",
+    "gem-base": "gem_sam_base_bs16_iter2w_steplr.yaml",
+    "gem-base-1024": "gem_sam_base_bs16_160k_steplr_1024.yaml",
+}
+
+
+def resolve_config_path(name: PathLike) -> Path:
+    """A config file path, or the name of a shipped config (``gem-tiny``, ``gem-base``, their file names)."""
+    p = Path(name)
+    if p.exists():
+        return p
+    key = str(name)
+    shipped = CONFIG_DIR / CONFIG_ALIASES.get(key, key if key.endswith(".yaml") else key + ".yaml")
+    if shipped.exists():
+        return shipped
+    names = ", ".join(sorted(CONFIG_ALIASES))
+    raise ConfigError(f"config file not found: {name} (shipped configs: {names})")
+
+
 def get_config(
     config_file: Optional[PathLike] = None, opts: Optional[Sequence[str]] = None, freeze: bool = True
 ) -> CfgNode:
     """Build a config: defaults, then ``config_file`` (with its ``_BASE_`` chain), then ``opts`` overrides.
 
+    ``config_file`` may be a path or the name of a shipped config (``gem-tiny``, ``gem-base``, …).
     Raises :class:`gemseg.errors.ConfigError` with the file (and line, for YAML problems) on any invalid input.
     """
     cfg = get_defaults()
     if config_file is not None:
-        data = load_yaml_with_base(config_file)
+        data = load_yaml_with_base(resolve_config_path(config_file))
         _merge_into(cfg, data, str(config_file))
     if opts:
         merge_from_list(cfg, opts)
