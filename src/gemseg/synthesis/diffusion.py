@@ -193,8 +193,10 @@ class DiffusionEngine:
         """CLIP score = max(100 · cos(image, text), 0), as in torchmetrics / the CLIP-score literature."""
         import torch
 
+        # CLIP's text tower has a fixed context (77 tokens): long prompts are cut, as CLIP-score tools do.
+        max_len = int(self.clip.config.text_config.max_position_embeddings)
         inputs = self.clip_processor(text=[prompt], images=[image], return_tensors="pt", padding=True,
-                                     truncation=True)
+                                     truncation=True, max_length=max_len)
         inputs = {k: v.to(self.device) for k, v in inputs.items()}
         with torch.no_grad():
             img = self.clip.get_image_features(pixel_values=inputs["pixel_values"])
@@ -215,7 +217,8 @@ class DiffusionEngine:
         img_path, mask_path = self.pairs[index % len(self.pairs)]
         W, H = self.opt.width, self.opt.height
         src = cv2.resize(read_image(img_path), (W, H), interpolation=cv2.INTER_AREA)
-        labels = cv2.resize(to_zero_one(read_mask(mask_path)), (W, H), interpolation=cv2.INTER_NEAREST)
+        # NEAREST_EXACT samples at pixel centres (like PIL); plain INTER_NEAREST is shifted by half a pixel.
+        labels = cv2.resize(to_zero_one(read_mask(mask_path)), (W, H), interpolation=cv2.INTER_NEAREST_EXACT)
         control = control_image(src, labels, self.opt.control)
         control_pil = Image.fromarray(cv2.resize(control, (self.gen_w, self.gen_h),
                                                  interpolation=cv2.INTER_NEAREST))
