@@ -297,3 +297,22 @@ def test_num_masks_all_reduced_across_ranks():
         torch.multiprocessing.spawn(_num_masks_worker, args=(os.path.join(tmp, "init"), tmp), nprocs=2, join=True)
         values = [float(open(os.path.join(tmp, f"{r}.txt")).read()) for r in range(2)]
     assert values == [2.5, 2.5]
+
+
+def test_target_sampling_matches_per_row_reference():
+    from gemseg.losses.criterion import _sample_target_masks
+    from gemseg.losses.point_sampling import point_sample
+
+    g = torch.Generator().manual_seed(2)
+    # images of different sizes: masks are zero-padded to the largest (12 x 16) before sampling
+    targets = [{"masks": torch.rand(2, 12, 10, generator=g) > 0.5}, {"masks": torch.rand(1, 8, 16, generator=g) > 0.5}]
+    tb = torch.tensor([0, 1, 0, 0, 1])
+    ti = torch.tensor([1, 0, 0, 1, 0])
+    coords = torch.rand(5, 40, 2, generator=g)
+    got = _sample_target_masks(targets, tb, ti, coords)
+    for r in range(5):
+        canvas = torch.zeros(12, 16)
+        m = targets[int(tb[r])]["masks"][int(ti[r])].float()
+        canvas[: m.shape[0], : m.shape[1]] = m
+        ref = point_sample(canvas[None, None], coords[r : r + 1])[0, 0]
+        torch.testing.assert_close(got[r], ref)

@@ -87,14 +87,37 @@ def sigmoid_ce_loss(inputs: Tensor, targets: Tensor, num_masks: float) -> Tensor
     return loss.mean(1).sum() / num_masks
 
 
-def _stack_masks(masks: Sequence[Tensor]) -> Tensor:
-    """``B x [M_b, H_b, W_b]`` -> ``[B, max M, max H, max W]`` zero-padded (``nested_tensor_from_tensor_list``)."""
-    max_m = max(m.shape[0] for m in masks)
-    max_h = max(m.shape[1] for m in masks)
-    max_w = max(m.shape[2] for m in masks)
-    out = masks[0].new_zeros((len(masks), max_m, max_h, max_w))
-    for b, m in enumerate(masks):
-        out[b, : m.shape[0], : m.shape[1], : m.shape[2]] = m
+def _sample_target_masks(targets: Sequence[dict], tb: Tensor, ti: Tensor, coords: Tensor) -> Tensor:
+    """Sample target masks at per-row points.
+
+    Row ``r`` reads mask ``targets[tb[r]]["masks"][ti[r]]`` at ``coords[r]``. Masks of different sizes are
+    zero-padded bottom/right to the largest one first (the official ``nested_tensor_from_tensor_list``), so the
+    normalised coordinates refer to the padded batch canvas.
+
+    The DN losses use every target ``scalar`` times (~50x); instead of materialising one float copy of the
+    full-resolution mask per row (the official way), each distinct mask is converted once and sampled at the points
+    of all its rows in one ``grid_sample`` call -- the same values, far less memory traffic.
+
+    Args:
+        tb, ti: ``[N]`` image and target indices.
+        coords: ``[N, P, 2]`` points in [0, 1].
+
+    Returns:
+        ``[N, P]`` float32 sampled target values.
+    """
+    max_h = max(int(t["masks"].shape[-2]) for t in targets)
+    max_w = max(int(t["masks"].shape[-1]) for t in targets)
+    out = coords.new_zeros(coords.shape[:2], dtype=torch.float32)
+    pairs = torch.stack([tb, ti], dim=1)
+    uniq, inverse = torch.unique(pairs, dim=0, return_inverse=True)
+    for u, (b, i) in enumerate(uniq.tolist()):
+        mask = targets[b]["masks"][i]
+        canvas = torch.zeros(max_h, max_w, dtype=torch.float32, device=coords.device)
+        canvas[: mask.shape[0], : mask.shape[1]] = mask.to(device=coords.device, dtype=torch.float32)
+        rows = (inverse == u).nonzero().squeeze(1).to(coords.device)
+        pts = coords[rows].reshape(1, -1, 2)  # all points of all rows reading this mask
+        vals = point_sample(canvas[None, None], pts.float(), align_corners=False)  # [1, 1, rows * P]
+        out[rows] = vals.reshape(rows.numel(), coords.shape[1])
     return out
 
 
@@ -220,13 +243,11 @@ class SetCriterion(nn.Module):
             return {"loss_mask": zero, "loss_dice": zero.clone()}
         src = pred[batch_idx.to(pred.device), src_idx.to(pred.device)].float()[:, None]  # [N, 1, h, w]
         tb, ti = self._tgt_idx(indices)
-        all_masks = _stack_masks([t["masks"] for t in targets])
-        tgt = all_masks[tb.to(all_masks.device), ti.to(all_masks.device)].to(src)[:, None]  # [N, 1, H, W]
         with torch.no_grad():
             coords = get_uncertain_point_coords_with_randomness(
                 src, calculate_uncertainty, self.num_points, self.oversample_ratio, self.importance_sample_ratio
             )
-            point_labels = point_sample(tgt, coords, align_corners=False).squeeze(1)
+            point_labels = _sample_target_masks(targets, tb, ti, coords).to(src)
         point_logits = point_sample(src, coords, align_corners=False).squeeze(1)
         return {
             "loss_mask": sigmoid_ce_loss(point_logits, point_labels, num_masks),

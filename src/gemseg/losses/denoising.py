@@ -49,11 +49,12 @@ def build_dn_attn_mask(pad_size: int, single_pad: int, num_queries: int, device:
 
 
 def _batched(x: Optional[Tensor], batch_size: int) -> Optional[Tensor]:
-    """``[Q, D]`` -> ``[B, Q, D]`` (repeat); ``[B, Q, D]`` unchanged; None stays None."""
+    """``[Q, D]`` -> ``[B, Q, D]`` (a real copy, like the official ``repeat``, so callers may modify it in place);
+    ``[B, Q, D]`` unchanged; None stays None."""
     if x is None:
         return None
     if x.dim() == 2:
-        return x.unsqueeze(0).expand(batch_size, -1, -1)
+        return x.unsqueeze(0).repeat(batch_size, 1, 1)
     if x.dim() != 3 or x.shape[0] != batch_size:
         raise ValueError(f"expected [Q, D] or [B={batch_size}, Q, D], got {tuple(x.shape)}")
     return x
@@ -104,16 +105,12 @@ def prepare_for_dn(
         * without DN (not training, no targets, or no image with a target): ``(tgt, refpoint_emb)`` batched to
           ``[B, Q, .]`` (or ``None`` when not given), ``None``, ``None``.
     """
-    no_dn = (_batched(tgt, batch_size), _batched(refpoint_emb, batch_size), None, None)
-    if not training or targets is None or dn_num <= 0:
-        return no_dn
-    known_num = [int(t["labels"].numel()) for t in targets]
+    known_num = [int(t["labels"].numel()) for t in targets] if (training and targets is not None) else []
     single_pad = max(known_num) if known_num else 0
-    if single_pad == 0:
-        return no_dn
-    scalar = dn_num // single_pad
-    if scalar == 0:  # more targets in one image than the DN budget: no DN this step (official behaviour)
-        return no_dn
+    # scalar 0: not training, no targets, or more targets in one image than the DN budget -> no DN this step
+    scalar = dn_num // single_pad if single_pad > 0 and dn_num > 0 else 0
+    if scalar == 0:
+        return _batched(tgt, batch_size), _batched(refpoint_emb, batch_size), None, None
 
     device = label_enc.weight.device
     labels = torch.cat([t["labels"] for t in targets]).to(device=device, dtype=torch.int64)

@@ -52,8 +52,9 @@ def batch_sigmoid_ce_cost(inputs: Tensor, targets: Tensor) -> Tensor:
         ``[N, M]`` mean-over-points BCE of every (prediction, target) pair.
     """
     num_points = inputs.shape[1]
-    pos = F.binary_cross_entropy_with_logits(inputs, torch.ones_like(inputs), reduction="none")
-    neg = F.binary_cross_entropy_with_logits(inputs, torch.zeros_like(inputs), reduction="none")
+    # BCE(x, 1) = softplus(-x) and BCE(x, 0) = softplus(x) = softplus(-x) + x: one transcendental pass, not two
+    pos = F.softplus(-inputs)
+    neg = pos + inputs
     return (pos @ targets.T + neg @ (1 - targets).T) / num_points
 
 

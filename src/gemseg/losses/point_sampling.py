@@ -86,7 +86,8 @@ def get_uncertain_point_coords_with_randomness(
     uncertainties = uncertainty_func(point_logits)[:, 0, :]  # [R, num_sampled]
     num_uncertain = int(importance_sample_ratio * num_points)
     num_random = num_points - num_uncertain
-    idx = torch.topk(uncertainties, k=num_uncertain, dim=1).indices  # [R, num_uncertain]
+    # the kept *set* is what matters (losses average over points); unsorted top-k is ~2x faster on CPU
+    idx = torch.topk(uncertainties, k=num_uncertain, dim=1, sorted=False).indices  # [R, num_uncertain]
     coords = torch.gather(candidates, 1, idx.unsqueeze(-1).expand(-1, -1, 2))
     if num_random > 0:
         extra = torch.rand(num_boxes, num_random, 2, device=device, generator=generator)
