@@ -165,6 +165,9 @@ def test_errors_are_clear(tmp_path):
         resolve_dataset(tmp_path / "g", split="training2")
     with pytest.raises(DatasetError, match="unknown layout"):
         resolve_dataset(tmp_path / "g", layout="coco")
+    with pytest.raises(DatasetError, match="--dataset"):  # a GSD-S root is not a mask folder
+        masks_only(tmp_path / "g")
+    assert len(masks_only(tmp_path / "g" / "annotations_zero_one" / "validation")) == 3
 
 
 # ---------------------------------------------------------------------------------------------------- mask decoding

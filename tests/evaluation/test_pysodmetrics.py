@@ -13,10 +13,10 @@ adaptive F; mean-F. Excluded here because the definitions differ: empty-GT image
 """
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -57,9 +57,7 @@ if __name__ == "__main__":
 
 
 def _reference(npz_path: str) -> dict:
-    try:
-        import py_sod_metrics  # noqa: F401
-    except ImportError:
+    if importlib.util.find_spec("py_sod_metrics") is None:
         py = os.environ.get("GEMSEG_PYSODMETRICS_PYTHON")
         if not py:
             pytest.skip("pysodmetrics not installed (pip install pysodmetrics, or set GEMSEG_PYSODMETRICS_PYTHON to "

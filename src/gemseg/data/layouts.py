@@ -470,13 +470,20 @@ def resolve_dataset(name_or_path: Optional[PathLike] = None, split: Optional[str
 def masks_only(mask_dir: PathLike, encoding: str = "auto") -> Dataset:
     """A masks-only dataset (``Sample.image`` is ``None``): the GT side of ``gem eval --gt-dir``."""
     mdir = Path(mask_dir)
-    # a dataset root given as --gt-dir: use its masks/ folder
     if mdir.is_dir() and not _list_files_shallow_has_masks(mdir):
         child = _find_child(mdir, _MASK_DIR_NAMES)
-        if child is not None:
+        if child is not None:  # a flat dataset root (images/ + masks/) given as --gt-dir: use its masks/
             mdir = child
-    ds = _from_dirs(str(mdir), "generic", None, None, None, mdir, encoding)
-    return ds
+        else:
+            # a split layout's root would be scanned recursively and mix splits: ask for --dataset instead
+            try:
+                layout = _detect_layout(mdir)
+            except DatasetError:
+                layout = None
+            if layout is not None:
+                raise DatasetError(f"{mdir} looks like a {layout} dataset folder, not a mask folder: pass it as "
+                                   "--dataset (with --split), or give the split's mask folder as --gt-dir")
+    return _from_dirs(str(mdir), "generic", None, None, None, mdir, encoding)
 
 
 def _list_files_shallow_has_masks(folder: Path) -> bool:

@@ -13,7 +13,6 @@ import io
 import json
 import math
 import os
-from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
