@@ -90,7 +90,7 @@ def prepare_for_dn(
         hidden_dim: D.
         label_enc: ``nn.Embedding(K, D)`` giving the DN query content.
         training: DN is only built in training.
-        generator: optional RNG for the noise.
+        generator: optional RNG for the noise, on the same device as ``label_enc`` (global RNG when None).
 
     Returns:
         ``(input_query_label, input_query_bbox, attn_mask, dn_meta)``:
