@@ -202,3 +202,32 @@ def test_model_mode_end_to_end_with_tiny_official_model(tmp_path, monkeypatch, c
     assert r["IoU"] == pytest.approx(m.compute()["IoU"], abs=1e-12)
     assert r["MAE"] == pytest.approx(m.compute()["MAE"], abs=1e-12)
     assert "argmax" in capsys.readouterr().out
+
+
+class _InterruptingModel(_OracleModel):
+    """Raises KeyboardInterrupt (as Ctrl-C would) on the third image."""
+
+    def __init__(self):
+        self.n = 0
+
+    def predict(self, image):
+        self.n += 1
+        if self.n == 3:
+            raise KeyboardInterrupt
+        return super().predict(image)
+
+
+def test_ctrl_c_in_model_mode_reports_partial_results(tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(gemseg, "load_model", lambda *a, **k: _InterruptingModel(), raising=False)
+    for i in range(4):
+        (tmp_path / "d" / "images").mkdir(parents=True, exist_ok=True)
+        Image.fromarray(np.full((6, 8, 3), 200, np.uint8)).save(tmp_path / "d" / "images" / f"{i}.png")
+        write_mask(tmp_path / "d" / "masks" / f"{i}.png", np.ones((6, 8), bool))
+    rc = main(["eval", "--config", "c", "--weights", "w", "--dataset", str(tmp_path / "d"),
+               "--json", str(tmp_path / "r.json"), "--per-image-csv", str(tmp_path / "pi.csv")])
+    assert rc == 130
+    captured = capsys.readouterr()
+    assert "INTERRUPTED: partial results over the first 2 image(s)" in captured.out
+    assert "--json not written" in captured.err and not (tmp_path / "r.json").exists()
+    assert len((tmp_path / "pi.csv").read_text().strip().splitlines()) == 1 + 2
+    assert "eval:" in captured.err and "%|" in captured.err  # the tqdm progress bar went to stderr
