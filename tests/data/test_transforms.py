@@ -219,3 +219,12 @@ def test_make_targets():
     torch.testing.assert_close(only_glass["boxes"], torch.tensor([[0.5, 0.5, 1.0, 1.0]]))
     empty = make_targets(torch.full((3, 5), 255, dtype=torch.uint8))
     assert empty["labels"].numel() == 0 and empty["masks"].shape == (0, 3, 5) and empty["boxes"].shape == (0, 4)
+
+
+def test_build_from_shipped_gem_config():
+    from gemseg.config import get_config
+
+    t = build_train_transform(get_config("gem-tiny"))
+    assert t.cfg == build_train_transform().cfg  # the defaults are the GEM-384 recipe
+    t1024 = build_train_transform(get_config("gem-tiny-1024"))
+    assert t1024.cfg.crop_size == (1024, 1024) and t1024.cfg.pad_size == (1024, 1024)

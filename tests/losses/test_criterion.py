@@ -316,3 +316,16 @@ def test_target_sampling_matches_per_row_reference():
         canvas[: m.shape[0], : m.shape[1]] = m
         ref = point_sample(canvas[None, None], coords[r : r + 1])[0, 0]
         torch.testing.assert_close(got[r], ref)
+
+
+def test_build_criterion_from_shipped_gem_configs():
+    from gemseg.config import get_config
+
+    tiny = build_criterion(get_config("gem-tiny"))
+    assert tiny.weight_dict == build_weight_dict(class_weight=5.0, dec_layers=9)  # CLASS_WEIGHT 5 in Tiny-384
+    assert tiny.empty_weight.tolist() == pytest.approx([1.0, 1.0, 0.1])
+    assert (tiny.num_points, tiny.oversample_ratio, tiny.importance_sample_ratio) == (12544, 3.0, 0.75)
+    m = tiny.matcher
+    assert (m.cost_class, m.cost_mask, m.cost_dice, m.cost_box, m.cost_giou) == (4.0, 5.0, 5.0, 5.0, 2.0)
+    base = build_criterion(get_config("gem-base"))
+    assert base.weight_dict["loss_ce"] == 4.0 and len(base.weight_dict) == 120
