@@ -1,0 +1,308 @@
+"""``GlassSegmentor``: the user-facing predictor (batching, devices, precision, flip TTA, video, ONNX Runtime).
+
+Every image goes through the one pre/post-processing path (:mod:`gemseg.inference.preprocess`): square bilinear
+resize to the model size → network → 2-channel scores resized back to the input's size → probability and argmax
+mask. Batching only stacks the resized images, so batched and one-by-one predictions agree (to float rounding of
+the batched matrix products).
+"""
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator, List, Optional, Sequence, Union
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from gemseg.errors import GemsegError
+from gemseg.inference.devices import autocast_context, resolve_device, resolve_precision
+from gemseg.inference.preprocess import load_rgb, postprocess_scores, resize_square
+from gemseg.modeling.gem import Prediction
+
+logger = logging.getLogger(__name__)
+
+PathLike = Union[str, os.PathLike]
+MODELS_DIR = Path(__file__).resolve().parents[1] / "assets" / "models"
+RANDOM_INIT_WARNING = (
+    "WARNING: no weights given: GEM is RANDOMLY INITIALISED and its masks are MEANINGLESS "
+    "(pass --weights/--model to use a trained model)"
+)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# bundled models
+def available_models() -> List[str]:
+    """Names of the models bundled in ``gemseg/assets/models/<name>.safetensors``."""
+    if not MODELS_DIR.is_dir():
+        return []
+    return sorted(p.stem for p in MODELS_DIR.glob("*.safetensors"))
+
+
+def resolve_model_name(name: str) -> Path:
+    """Bundled model name → its ``.safetensors`` path; GemsegError listing the available names otherwise."""
+    path = MODELS_DIR / f"{name}.safetensors"
+    if path.is_file():
+        return path
+    names = available_models()
+    listing = ", ".join(names) if names else "none are bundled in this version (use --config/--weights)"
+    raise GemsegError(f"unknown model {name!r}; available models: {listing}")
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# runners: [B, 3, S, S] float 0–255 → [B, 2, S, S] float32 scores
+class TorchRunner:
+    """PyTorch eager backend."""
+
+    backend = "torch"
+
+    def __init__(self, model, device: torch.device, precision: str = "fp32"):
+        self.model = model.eval()
+        self.device = device
+        self.precision = precision
+        self.img_size = int(model.img_size)
+
+    def __call__(self, images: Tensor) -> Tensor:
+        from gemseg.modeling.gem import semantic_scores
+
+        with torch.inference_mode(), autocast_context(self.precision, self.device):
+            x = images.to(self.device, non_blocking=True)
+            outputs, _ = self.model(x)
+            scores = semantic_scores(outputs["pred_logits"].float(), outputs["pred_masks"].float(), x.shape[-2:])
+        return scores.float()
+
+
+class OnnxRunner:
+    """ONNX Runtime backend for a graph written by :func:`gemseg.inference.onnx_export.export_onnx`."""
+
+    backend = "onnxruntime"
+
+    def __init__(self, path: PathLike, device: torch.device, threads: Optional[int] = None):
+        from gemseg.inference.onnx_export import create_session, read_metadata
+
+        self.path = Path(path)
+        self.session = create_session(self.path, device, threads=threads)
+        inp = self.session.get_inputs()[0]
+        self.input_name = inp.name
+        size = inp.shape[-1]
+        if not isinstance(size, int):
+            raise GemsegError(f"{self.path}: the ONNX input has no fixed spatial size ({inp.shape})")
+        self.img_size = size
+        self.device = torch.device("cpu")
+        self.precision = "fp32"
+        self.metadata = read_metadata(self.path)
+
+    def __call__(self, images: Tensor) -> Tensor:
+        x = images.detach().to("cpu", torch.float32).contiguous().numpy()
+        return torch.from_numpy(self.session.run(None, {self.input_name: x})[0])
+
+
+# ----------------------------------------------------------------------------------------------------------------
+@dataclass
+class VideoFrame:
+    """One processed video frame: its index in the stream, the RGB frame and the prediction."""
+
+    index: int
+    image: np.ndarray
+    prediction: Prediction
+
+
+class GlassSegmentor:
+    """Glass segmentation of images and videos at their own resolution.
+
+    Args:
+        model: a :class:`gemseg.modeling.gem.GEM` (or a runner, see :meth:`from_pretrained`).
+        device: ``"auto"``, ``"cpu"``, ``"cuda"``, ``"mps"`` or a torch.device (ignored for ONNX runners).
+        precision: ``"fp32"``, ``"fp16"`` (CUDA/MPS) or ``"bf16"`` (autocast).
+        tta: horizontal-flip test-time augmentation (scores of the image and of its mirror are averaged).
+        threshold: if given, ``mask = probability > threshold``; by default the official ``argmax``.
+        batch_size: images per network call for lists and videos.
+        resize: ``"cv2"`` (official demo) or ``"pil"`` square resize.
+
+    Example::
+
+        seg = GlassSegmentor.from_pretrained("model.safetensors")
+        result = seg.predict("photo.jpg")          # Prediction: .mask (H×W bool), .probability, .scores
+    """
+
+    def __init__(self, model, device: Union[str, torch.device, None] = "auto", precision: str = "fp32",
+                 tta: bool = False, threshold: Optional[float] = None, batch_size: int = 1, resize: str = "cv2"):
+        if isinstance(model, (TorchRunner, OnnxRunner)):
+            self.runner = model
+        else:
+            dev = resolve_device(device)
+            self.runner = TorchRunner(model.to(dev), dev, resolve_precision(precision, dev))
+        if threshold is not None and not 0.0 <= float(threshold) <= 1.0:
+            raise GemsegError(f"threshold must lie in [0, 1], got {threshold}")
+        if batch_size < 1:
+            raise GemsegError("batch size must be >= 1")
+        self.tta = bool(tta)
+        self.threshold = None if threshold is None else float(threshold)
+        self.batch_size = int(batch_size)
+        self.resize = resize
+        self.random_init = False
+        self.source = None  # what the weights came from (for reports)
+
+    # ------------------------------------------------------------------------------------------------------------
+    @classmethod
+    def from_pretrained(
+        cls,
+        name_or_path: Optional[PathLike] = None,
+        *,
+        config=None,
+        device: Union[str, torch.device, None] = "auto",
+        precision: str = "fp32",
+        size: Optional[int] = None,
+        backend: str = "torch",
+        tta: bool = False,
+        threshold: Optional[float] = None,
+        batch_size: int = 1,
+        optimize: bool = True,
+        opts: Optional[Sequence[str]] = None,
+        threads: Optional[int] = None,
+    ) -> "GlassSegmentor":
+        """Build a segmentor from a bundled model name, a weights file, or a config alone (random init).
+
+        ``name_or_path``: a bundled model name (``gemseg.inference.available_models()``), a gemseg
+        ``.safetensors`` (carries its config), an official ``.pth``/``.pkl`` (needs ``config``), an exported
+        ``.onnx`` (ONNX Runtime), or None with a ``config`` (random weights: a loud warning is logged).
+        ``size`` overrides the network input size (e.g. 384 or 1024). ``backend="onnxruntime"`` exports the
+        PyTorch model to a temporary ONNX file first unless ``name_or_path`` already is one.
+        ``optimize`` applies the exact inference rewrites of :mod:`gemseg.inference.optimize` (BatchNorm folding).
+        """
+        weights: Optional[Path] = None
+        if name_or_path is not None:
+            p = Path(name_or_path)
+            if p.exists():
+                weights = p
+            elif p.suffix == "" and os.sep not in str(name_or_path):
+                weights = resolve_model_name(str(name_or_path))
+            else:
+                raise GemsegError(f"weights file not found: {name_or_path}")
+        if backend not in ("torch", "onnxruntime"):
+            raise GemsegError(f"unknown backend {backend!r}: use torch or onnxruntime")
+        dev = resolve_device(device)
+        if weights is not None and weights.suffix.lower() == ".onnx":
+            if backend != "onnxruntime":
+                backend = "onnxruntime"
+            if precision not in (None, "fp32"):
+                raise GemsegError("the ONNX Runtime backend runs in fp32 only")
+            runner = OnnxRunner(weights, dev, threads=threads)
+            if size is not None and int(size) != runner.img_size:
+                raise GemsegError(f"{weights} was exported for size {runner.img_size}, not {size}")
+            seg = cls(runner, tta=tta, threshold=threshold, batch_size=batch_size)
+            seg.random_init = runner.metadata.get("gemseg.random_init") == "1"
+            seg.source = str(weights)
+            return seg
+        if config is None and weights is None:
+            raise GemsegError("give a model: --model NAME, --weights FILE (a .safetensors carries its config) "
+                              "or --config FILE (random weights)")
+        from gemseg.modeling.build import load_model
+
+        all_opts = list(opts or [])
+        if size is not None:
+            all_opts += ["MODEL.BACKBONE.IMG_SIZE", str(int(size)), "INPUT.MIN_SIZE_TEST", str(int(size))]
+        model = load_model(config, weights=weights, device="cpu", opts=all_opts or None)
+        cfg_weights = str(model.cfg.MODEL.WEIGHTS or "")
+        random_init = weights is None and (not cfg_weights or cfg_weights.startswith("detectron2://"))
+        if backend == "onnxruntime":
+            if precision not in (None, "fp32"):
+                raise GemsegError("the ONNX Runtime backend runs in fp32 only")
+            import tempfile
+
+            from gemseg.inference.onnx_export import export_onnx
+
+            import atexit
+            import shutil
+
+            tmpdir = Path(tempfile.mkdtemp(prefix="gemseg-onnx-"))
+            atexit.register(shutil.rmtree, tmpdir, True)
+            onnx_path = tmpdir / "model.onnx"
+            export_onnx(model, onnx_path, random_init=random_init)
+            runner = OnnxRunner(onnx_path, dev, threads=threads)
+            seg = cls(runner, tta=tta, threshold=threshold, batch_size=batch_size)
+        else:
+            if optimize:
+                from gemseg.inference.optimize import optimize_for_inference
+
+                model = optimize_for_inference(model)
+            seg = cls(model, device=dev, precision=precision, tta=tta, threshold=threshold, batch_size=batch_size)
+        seg.random_init = random_init
+        seg.source = str(weights) if weights is not None else "random init"
+        return seg
+
+    # ------------------------------------------------------------------------------------------------------------
+    @property
+    def img_size(self) -> int:
+        """The square network input size."""
+        return self.runner.img_size
+
+    @property
+    def device(self) -> torch.device:
+        return self.runner.device
+
+    @property
+    def model(self):
+        """The PyTorch model (None for the ONNX Runtime backend)."""
+        return getattr(self.runner, "model", None)
+
+    def prepare(self, image) -> np.ndarray:
+        """Image (path, PIL, array) → the square-resized H×W×3 uint8 network input."""
+        return resize_square(load_rgb(image), self.img_size, self.resize)
+
+    def infer_scores(self, images: Tensor) -> Tensor:
+        """[B, 3, S, S] float 0–255 → [B, 2, S, S] float32 scores (with flip TTA if enabled)."""
+        if not self.tta:
+            return self.runner(images)
+        b = images.shape[0]
+        both = self.runner(torch.cat([images, images.flip(-1)], 0))
+        return (both[:b] + both[b:].flip(-1)) * 0.5
+
+    def _finish(self, scores: Tensor, size) -> Prediction:
+        pred = postprocess_scores(scores, size)
+        if self.threshold is not None:
+            pred.mask = pred.probability > self.threshold
+        return pred
+
+    def predict_resized(self, squares: Sequence[np.ndarray], sizes: Sequence) -> List[Prediction]:
+        """Network + post-processing for already square-resized uint8 images (one batch) at their original sizes."""
+        batch = torch.from_numpy(np.ascontiguousarray(np.stack(squares).transpose(0, 3, 1, 2))).float()
+        scores = self.infer_scores(batch)
+        return [self._finish(scores[i], tuple(sizes[i])) for i in range(len(squares))]
+
+    def predict_arrays(self, images: Sequence[np.ndarray]) -> List[Prediction]:
+        """Predict a list of H×W×3 uint8 RGB arrays (any sizes), ``batch_size`` at a time."""
+        out: List[Prediction] = []
+        for i in range(0, len(images), self.batch_size):
+            chunk = [load_rgb(im) for im in images[i:i + self.batch_size]]
+            squares = [resize_square(im, self.img_size, self.resize) for im in chunk]
+            out.extend(self.predict_resized(squares, [im.shape[:2] for im in chunk]))
+        return out
+
+    def predict(self, image):
+        """Segment an image (array, PIL image or path) → :class:`Prediction` at its resolution; a list/tuple of
+        images → a list of predictions (batched by ``batch_size``)."""
+        if isinstance(image, (list, tuple)):
+            return self.predict_arrays([load_rgb(im) for im in image])
+        return self.predict_arrays([load_rgb(image)])[0]
+
+    def predict_video(self, source, every: int = 1, max_frames: Optional[int] = None) -> Iterator[VideoFrame]:
+        """Yield a :class:`VideoFrame` for every ``every``-th frame of a video file or camera index (int)."""
+        from gemseg.io.video import iter_frames
+
+        frames: List = []
+        for index, rgb in iter_frames(source, every=every, max_frames=max_frames):
+            frames.append((index, rgb))
+            if len(frames) >= self.batch_size:
+                yield from self._video_batch(frames)
+                frames = []
+        if frames:
+            yield from self._video_batch(frames)
+
+    def _video_batch(self, frames) -> Iterator[VideoFrame]:
+        preds = self.predict_resized([resize_square(f, self.img_size, self.resize) for _, f in frames],
+                                     [f.shape[:2] for _, f in frames])
+        for (index, rgb), pred in zip(frames, preds):
+            yield VideoFrame(index, rgb, pred)
