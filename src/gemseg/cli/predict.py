@@ -1,0 +1,167 @@
+"""``gem predict``: segment glass in images, folders, glob patterns, videos and cameras.
+
+    gem predict photo.jpg --config gem_sam_tiny.yaml --weights model_final.pth --output out/
+    gem predict data/ -r --weights gem_tiny.safetensors --output masks/ --overlay --batch-size 4
+    gem predict clip.mp4 --weights gem_tiny.safetensors --output out/ --save-frames
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from pathlib import Path
+
+from gemseg.errors import GemsegError
+
+
+def add_model_arguments(p: argparse.ArgumentParser, precision: bool = True) -> None:
+    """Model selection shared by predict and bench."""
+    g = p.add_argument_group("model")
+    g.add_argument("--config", "-c", help="official GEM YAML config (not needed for a gemseg .safetensors)")
+    g.add_argument("--weights", "-w", help="official .pth/.pkl, SAM/MobileSAM .pth, gemseg .safetensors or .onnx")
+    g.add_argument("--model", "-m", metavar="NAME", help="a bundled model by name (see gemseg/assets/models)")
+    g.add_argument("--size", type=int, help="network input size (e.g. 384 or 1024; default: the config's)")
+    g.add_argument("--device", default="auto", help="auto | cpu | cuda[:N] | mps (default: auto)")
+    g.add_argument("--backend", choices=("torch", "onnxruntime"), default="torch",
+                   help="inference backend (onnxruntime exports the model first unless --weights is .onnx)")
+    if precision:
+        pg = g.add_mutually_exclusive_group()
+        pg.add_argument("--half", action="store_true", help="fp16 autocast (CUDA/MPS)")
+        pg.add_argument("--bf16", action="store_true", help="bfloat16 autocast (CPU/CUDA/MPS where supported)")
+    g.add_argument("--no-optimize", action="store_true",
+                   help="do not fold BatchNorm into convolutions (the exact rewrite is on by default)")
+    g.add_argument("--threads", type=int, help="CPU threads for the network (default: PyTorch's choice)")
+    g.add_argument("--opts", nargs=argparse.REMAINDER, default=[], metavar="KEY VALUE",
+                   help="config overrides, e.g. --opts MODEL.MaskDINO.DEC_LAYERS 9 (must come last)")
+
+
+def precision_of(args) -> str:
+    return "fp16" if getattr(args, "half", False) else "bf16" if getattr(args, "bf16", False) else "fp32"
+
+
+def model_source(args):
+    """(name_or_path, config) from --model/--weights/--config."""
+    if args.model and args.weights:
+        raise GemsegError("give either --model or --weights, not both")
+    if args.model:
+        from gemseg.inference.predictor import resolve_model_name
+
+        return resolve_model_name(args.model), args.config
+    if args.weights:
+        if not Path(args.weights).exists():
+            raise GemsegError(f"weights file not found: {args.weights}")
+        return Path(args.weights), args.config
+    if not args.config:
+        from gemseg.inference.predictor import available_models
+
+        names = available_models()
+        hint = f" (bundled: {', '.join(names)})" if names else " (no model is bundled in this version)"
+        raise GemsegError("no model given: pass --config and --weights, or --model NAME" + hint)
+    return None, args.config
+
+
+def build_segmentor(args, tta: bool = False, threshold=None, batch_size: int = 1):
+    import torch
+
+    from gemseg.inference.predictor import GlassSegmentor
+
+    if args.threads:
+        torch.set_num_threads(int(args.threads))
+    source, config = model_source(args)
+    return GlassSegmentor.from_pretrained(
+        source, config=config, device=args.device, precision=precision_of(args), size=args.size,
+        backend=args.backend, tta=tta, threshold=threshold, batch_size=batch_size,
+        optimize=not args.no_optimize, opts=args.opts or None, threads=args.threads,
+    )
+
+
+def random_init_banner() -> str:
+    line = "!" * 100
+    return (f"{line}\n!! WARNING: no trained weights: the model is RANDOMLY INITIALISED.\n"
+            f"!! The masks written by this run are MEANINGLESS. Pass --weights FILE (or --model NAME).\n{line}")
+
+
+def add_parser(subparsers, name: str, help_text: str) -> argparse.ArgumentParser:
+    p = subparsers.add_parser(
+        name, help=help_text, description=help_text + ". Masks (0/255 PNG, original resolution) are written to "
+        "OUTPUT/<path relative to the input root, extension replaced by .png>; other outputs add a suffix.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    p.add_argument("inputs", nargs="+", metavar="INPUT",
+                   help="image files, folders, glob patterns (quote them), video files, or a camera index (0, camera:1)")
+    p.add_argument("--output", "-o", required=True, help="output folder")
+    p.add_argument("--recursive", "-r", action="store_true", help="descend into sub-folders of folder inputs")
+    add_model_arguments(p)
+    g = p.add_argument_group("prediction")
+    g.add_argument("--batch-size", "-b", type=int, default=1, help="images per network call")
+    g.add_argument("--threshold", type=float, default=None,
+                   help="mask = glass probability > T (default: the official argmax, i.e. T = 0.5)")
+    g.add_argument("--tta", action="store_true", help="horizontal-flip test-time augmentation (2× compute)")
+    g.add_argument("--resize", choices=("cv2", "pil"), default="cv2",
+                   help="square resize: cv2 bilinear (official demo) or PIL bilinear (official evaluation)")
+    g.add_argument("--workers", "-j", type=int, default=min(4, os.cpu_count() or 1),
+                   help="decoding/writing threads (0 = none)")
+    o = p.add_argument_group("outputs")
+    o.add_argument("--no-mask", action="store_true", help="do not write the binary mask PNG")
+    o.add_argument("--prob", action="store_true", help="also write <stem>_prob.png (8-bit glass probability)")
+    o.add_argument("--npy", action="store_true", help="also write <stem>_prob.npy (float32 glass probability)")
+    o.add_argument("--overlay", action="store_true", help="also write <stem>_overlay.jpg (original resolution)")
+    o.add_argument("--save-frames", action="store_true", help="videos: per-frame masks in <stem>/<frame>.png")
+    o.add_argument("--every", type=int, default=1, help="videos: process every N-th frame")
+    o.add_argument("--max-frames", type=int, default=None, help="videos/cameras: stop after N processed frames")
+    ex = o.add_mutually_exclusive_group()
+    ex.add_argument("--overwrite", action="store_true", help="write into a non-empty output folder, replacing files")
+    ex.add_argument("--skip-existing", action="store_true",
+                    help="resume: skip inputs whose outputs all exist (a run stopped with Ctrl-C)")
+    p.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
+    return p
+
+
+def run(args) -> int:
+    from gemseg.inference.pipeline import PredictOptions, run_predict
+    from gemseg.inference.sources import expand_inputs
+
+    if args.batch_size < 1:
+        raise GemsegError("--batch-size must be >= 1")
+    if args.every < 1:
+        raise GemsegError("--every must be >= 1")
+    opts = PredictOptions(
+        save_mask=not args.no_mask, save_prob=args.prob, save_npy=args.npy, save_overlay=args.overlay,
+        save_frames=args.save_frames, overwrite=args.overwrite, skip_existing=args.skip_existing,
+        workers=max(0, args.workers), every=args.every, max_frames=args.max_frames,
+    )
+    if not (opts.save_mask or opts.save_prob or opts.save_npy or opts.save_overlay):
+        raise GemsegError("--no-mask without --prob, --npy or --overlay leaves nothing to write")
+    out_dir = Path(args.output)
+    from gemseg.inference.pipeline import check_output_dir
+
+    check_output_dir(out_dir, args.overwrite, args.skip_existing)  # fail before loading the model
+    items = expand_inputs(args.inputs, recursive=args.recursive, exclude=out_dir)
+    if not items:
+        raise GemsegError("no input images found (folders are scanned for "
+                          "jpg/png/bmp/tif/webp files; use --recursive for sub-folders)")
+
+    logging.getLogger("gemseg").setLevel(logging.ERROR)  # our own banner replaces the library warning
+    seg = build_segmentor(args, tta=args.tta, threshold=args.threshold, batch_size=args.batch_size)
+    seg.resize = args.resize
+    if seg.random_init:
+        print(random_init_banner(), file=sys.stderr)
+    print(f"gem predict: model {seg.source} | {seg.runner.backend} on {seg.device} {seg.runner.precision} | "
+          f"size {seg.img_size} | batch {seg.batch_size}{' | flip TTA' if seg.tta else ''} | "
+          f"{len(items)} input(s) -> {out_dir}", file=sys.stderr)
+    summary = None
+    try:
+        info = dict(model=seg.source, random_init=seg.random_init, backend=seg.runner.backend,
+                    device=str(seg.device), precision=seg.runner.precision, size=seg.img_size,
+                    batch_size=seg.batch_size, tta=seg.tta, threshold=seg.threshold, resize=seg.resize)
+        summary = run_predict(seg, items, out_dir, opts, progress=not args.quiet, info=info)
+    finally:
+        if summary is None:
+            print(f"gem predict: stopped; completed files are kept; resume with --skip-existing "
+                  f"(summary: {out_dir / 'predict_summary.json'})", file=sys.stderr)
+    print(f"gem predict: {summary.line()} -> {out_dir} (summary: {out_dir / 'predict_summary.json'})",
+          file=sys.stderr)
+    if seg.random_init:
+        print("gem predict: WARNING: random weights -- these masks are meaningless", file=sys.stderr)
+    return 1 if summary.count("failed") else 0

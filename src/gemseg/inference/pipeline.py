@@ -1,0 +1,364 @@
+"""Folder/video prediction with outputs on disk: the engine behind ``gem predict`` (usable from Python too).
+
+Output naming (a contract): the binary mask (0/255 PNG, the input's resolution) of an input goes to
+``OUTPUT/<rel>`` with the extension replaced by ``.png`` — ``rel`` is the file name for a single file and the path
+relative to the folder (or the glob pattern's leading folder) otherwise. Other outputs add a suffix to the stem:
+``<stem>_prob.png`` (8-bit probability), ``<stem>_prob.npy`` (float32 probability), ``<stem>_overlay.jpg``. A video
+gives ``<stem>_overlay.mp4`` and, on request, per-frame masks ``<stem>/<frame:06d>.png``. Every file is written
+atomically (temporary file + rename), so an interrupted run leaves only complete files and ``skip_existing``
+resumes it.
+"""
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Callable, Dict, List, Optional
+
+import numpy as np
+from PIL import Image
+
+from gemseg.errors import GemsegError
+from gemseg.inference.loader import BackgroundWriter, batched, prefetch
+from gemseg.inference.preprocess import load_rgb, resize_square
+from gemseg.inference.sources import InputItem, find_collisions, input_paths
+from gemseg.inference.visualize import overlay, probability_to_uint8
+from gemseg.io.atomic import atomic_path
+from gemseg.io.images import ImageReadError
+from gemseg.io.masks import write_mask
+
+SUMMARY_NAME = "predict_summary"
+
+
+@dataclass
+class PredictOptions:
+    """What to write and how to run."""
+
+    save_mask: bool = True
+    save_prob: bool = False  # 8-bit PNG
+    save_npy: bool = False  # float32 .npy
+    save_overlay: bool = False
+    save_frames: bool = False  # per-frame masks of videos
+    overwrite: bool = False
+    skip_existing: bool = False
+    workers: int = 2
+    every: int = 1  # video frame stride
+    max_frames: Optional[int] = None
+    overlay_quality: int = 90
+
+
+@dataclass
+class ItemRecord:
+    """One row of the run summary."""
+
+    file: str
+    output: str
+    kind: str = "image"
+    status: str = "ok"  # ok | skipped | failed
+    width: Optional[int] = None
+    height: Optional[int] = None
+    glass_fraction: Optional[float] = None
+    frames: Optional[int] = None
+    decode_ms: Optional[float] = None
+    infer_ms: Optional[float] = None
+    error: str = ""
+
+
+@dataclass
+class RunSummary:
+    records: List[ItemRecord] = field(default_factory=list)
+    elapsed_s: float = 0.0
+    interrupted: bool = False
+    info: Dict[str, object] = field(default_factory=dict)
+
+    def count(self, status: str) -> int:
+        return sum(r.status == status for r in self.records)
+
+    @property
+    def processed_images(self) -> int:
+        return sum(r.frames or 1 for r in self.records if r.status == "ok")
+
+    @property
+    def images_per_s(self) -> float:
+        return self.processed_images / self.elapsed_s if self.elapsed_s > 0 else 0.0
+
+    def line(self) -> str:
+        parts = [f"{self.count('ok')} done"]
+        if self.count("skipped"):
+            parts.append(f"{self.count('skipped')} skipped (existing)")
+        parts.append(f"{self.count('failed')} failed")
+        s = ", ".join(parts) + f" in {self.elapsed_s:.1f} s ({self.images_per_s:.2f} images/s)"
+        if self.interrupted:
+            s += " -- INTERRUPTED (resume with --skip-existing)"
+        return s
+
+
+def check_output_dir(out_dir: Path, overwrite: bool, skip_existing: bool) -> None:
+    """Refuse a non-empty output folder unless overwriting or resuming."""
+    if out_dir.exists() and not out_dir.is_dir():
+        raise GemsegError(f"output {out_dir} exists and is not a folder")
+    if out_dir.is_dir() and not (overwrite or skip_existing):
+        with os.scandir(out_dir) as it:
+            if any(True for _ in it):
+                raise GemsegError(
+                    f"output folder {out_dir} is not empty: pass --overwrite to replace files or --skip-existing "
+                    f"to resume (only missing outputs are computed)"
+                )
+
+
+def item_outputs(item: InputItem, out_dir: Path, opts: PredictOptions) -> List[Path]:
+    """Every file this item will produce (the first is the primary output)."""
+    if item.kind in ("video", "camera"):
+        paths = [item.output(out_dir, "_overlay", ".mp4")]
+        return paths
+    paths = []
+    if opts.save_mask:
+        paths.append(item.output(out_dir, "", ".png"))
+    if opts.save_prob:
+        paths.append(item.output(out_dir, "_prob", ".png"))
+    if opts.save_npy:
+        paths.append(item.output(out_dir, "_prob", ".npy"))
+    if opts.save_overlay:
+        paths.append(item.output(out_dir, "_overlay", ".jpg"))
+    return paths
+
+
+def _save_jpeg(path: Path, rgb: np.ndarray, quality: int) -> None:
+    with atomic_path(path, suffix=".jpg") as tmp:
+        Image.fromarray(rgb).save(tmp, format="JPEG", quality=quality)
+
+
+def _save_npy(path: Path, arr: np.ndarray) -> None:
+    with atomic_path(path, suffix=".npy") as tmp:
+        np.save(tmp, arr)
+
+
+def _write_image_outputs(paths: Dict[str, Path], rgb: Optional[np.ndarray], pred, quality: int) -> None:
+    if "mask" in paths:
+        write_mask(paths["mask"], pred.mask)
+    if "prob" in paths:
+        write_mask(paths["prob"], probability_to_uint8(pred.probability))
+    if "npy" in paths:
+        _save_npy(paths["npy"], pred.probability.astype(np.float32))
+    if "overlay" in paths:
+        _save_jpeg(paths["overlay"], overlay(rgb, pred.mask), quality)
+
+
+def _progress(total: int, desc: str, enabled: bool, unit: str = "img"):
+    if not enabled:
+        return None
+    try:
+        from tqdm import tqdm
+    except ImportError:  # pragma: no cover
+        return None
+    return tqdm(total=total, desc=desc, unit=unit, dynamic_ncols=True, file=sys.stderr, leave=True)
+
+
+def write_summary(out_dir: Path, summary: RunSummary) -> Path:
+    """``predict_summary.json`` and ``predict_summary.csv`` in ``out_dir`` (atomic); returns the JSON path."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    rows = [asdict(r) for r in summary.records]
+    payload = dict(summary.info)
+    payload.update(
+        elapsed_s=round(summary.elapsed_s, 3), images_per_s=round(summary.images_per_s, 3),
+        interrupted=summary.interrupted,
+        counts={s: summary.count(s) for s in ("ok", "skipped", "failed")}, items=rows,
+    )
+    json_path = out_dir / f"{SUMMARY_NAME}.json"
+    with atomic_path(json_path) as tmp:
+        tmp.write_text(json.dumps(payload, indent=1, default=str))
+    buf = io.StringIO()
+    names = list(ItemRecord.__dataclass_fields__)
+    w = csv.DictWriter(buf, fieldnames=names)
+    w.writeheader()
+    for r in rows:
+        w.writerow(r)
+    with atomic_path(out_dir / f"{SUMMARY_NAME}.csv") as tmp:
+        tmp.write_text(buf.getvalue())
+    return json_path
+
+
+def run_predict(segmentor, items: List[InputItem], out_dir, opts: Optional[PredictOptions] = None,
+                progress: bool = True, log: Callable[[str], None] = lambda s: print(s, file=sys.stderr),
+                info: Optional[Dict[str, object]] = None) -> RunSummary:
+    """Predict ``items`` into ``out_dir`` (see the module docstring for names). Bad inputs are recorded as failed
+    and skipped; a KeyboardInterrupt stops the run after writing the summary (then re-raised)."""
+    opts = opts or PredictOptions()
+    out_dir = Path(out_dir)
+    check_output_dir(out_dir, opts.overwrite, opts.skip_existing)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    summary = RunSummary(info=dict(info or {}))
+    t0 = time.perf_counter()
+    protected = input_paths(items)
+
+    # plan: outputs per item, collisions, inputs that would be overwritten, existing outputs
+    todo: List[InputItem] = []
+    claims = [(it, item_outputs(it, out_dir, opts)) for it in items]
+    collisions = find_collisions(claims)
+    records: Dict[int, ItemRecord] = {}
+    for item, paths in claims:
+        rec = ItemRecord(file=item.display, output=str(paths[0]) if paths else "", kind=item.kind)
+        records[id(item)] = rec
+        summary.records.append(rec)
+        if item.kind == "missing":
+            rec.status, rec.error = "failed", "no such file or folder (or no file matches the pattern)"
+        elif id(item) in collisions:
+            path, other = collisions[id(item)]
+            rec.status, rec.error = "failed", f"output {path} is also the output of {other.display}; rename one"
+        elif any(os.path.realpath(p) in protected for p in paths):
+            rec.status, rec.error = "failed", "an output path is an input file; refusing to overwrite an input"
+        elif opts.skip_existing and paths and all(p.exists() for p in paths):
+            rec.status = "skipped"
+        else:
+            todo.append(item)
+            continue
+        if rec.status == "failed":
+            log(f"gem predict: FAILED {rec.file}: {rec.error}")
+
+    images = [it for it in todo if it.kind == "image"]
+    videos = [it for it in todo if it.kind in ("video", "camera")]
+    writer = BackgroundWriter(workers=max(1, min(opts.workers, 4)))
+    need_rgb = opts.save_overlay
+
+    def fail(rec: ItemRecord, err: BaseException) -> None:
+        rec.status = "failed"
+        rec.error = err.reason if isinstance(err, ImageReadError) else f"{type(err).__name__}: {err}"
+        rec.glass_fraction = None
+        log(f"gem predict: FAILED {rec.file}: {rec.error}")
+
+    def handle_done(done) -> None:
+        for key, _, err in done:
+            if err is not None:
+                fail(records[key], err)
+
+    def load(item: InputItem):
+        t = time.perf_counter()
+        rgb = load_rgb(item.source)
+        square = resize_square(rgb, segmentor.img_size, segmentor.resize)
+        return (rgb if need_rgb else None), rgb.shape[:2], square, (time.perf_counter() - t) * 1000
+
+    bar = _progress(len(images), "predict", progress and bool(images))
+    try:
+        loaded = prefetch(images, load, workers=opts.workers, window=max(8, 2 * segmentor.batch_size))
+
+        def good():
+            for item, res, err in loaded:
+                if err is not None:
+                    fail(records[id(item)], err)
+                    if bar is not None:
+                        bar.update(1)
+                    continue
+                yield item, res
+
+        for batch in batched(good(), segmentor.batch_size):
+            t = time.perf_counter()
+            try:
+                preds = segmentor.predict_resized([r[2] for _, r in batch], [r[1] for _, r in batch])
+            except Exception as e:  # noqa: BLE001 - e.g. out of memory: fail this batch, keep going
+                for item, _ in batch:
+                    fail(records[id(item)], e)
+                if bar is not None:
+                    bar.update(len(batch))
+                continue
+            per = (time.perf_counter() - t) * 1000 / len(batch)
+            for (item, (rgb, (h, w), _, dec_ms)), pred in zip(batch, preds):
+                rec = records[id(item)]
+                rec.width, rec.height = int(w), int(h)
+                rec.glass_fraction = round(float(pred.mask.mean()), 6)
+                rec.decode_ms, rec.infer_ms = round(dec_ms, 2), round(per, 2)
+                paths = {}
+                if opts.save_mask:
+                    paths["mask"] = item.output(out_dir, "", ".png")
+                if opts.save_prob:
+                    paths["prob"] = item.output(out_dir, "_prob", ".png")
+                if opts.save_npy:
+                    paths["npy"] = item.output(out_dir, "_prob", ".npy")
+                if opts.save_overlay:
+                    paths["overlay"] = item.output(out_dir, "_overlay", ".jpg")
+                handle_done(writer.submit(id(item), lambda p=paths, r=rgb, pr=pred: _write_image_outputs(
+                    p, r, pr, opts.overlay_quality)))
+            if bar is not None:
+                bar.update(len(batch))
+        handle_done(writer.drain())
+        if bar is not None:
+            bar.close()
+            bar = None
+        for item in videos:
+            _run_video(segmentor, item, out_dir, opts, records[id(item)], progress, fail)
+    except KeyboardInterrupt:
+        summary.interrupted = True
+        handle_done(writer.drain())
+        raise
+    finally:
+        if bar is not None:
+            bar.close()
+        writer.close()
+        for rec in summary.records:
+            if rec.status == "ok" and rec.width is None and rec.frames is None:
+                rec.status, rec.error = "failed", "not processed (interrupted)"
+        summary.elapsed_s = time.perf_counter() - t0
+        try:
+            write_summary(out_dir, summary)
+        except OSError as e:  # pragma: no cover
+            log(f"gem predict: cannot write the summary: {e}")
+    return summary
+
+
+def _run_video(segmentor, item: InputItem, out_dir: Path, opts: PredictOptions, rec: ItemRecord, progress: bool,
+               fail) -> None:
+    """Overlay video (and per-frame masks on request) for a video file or a camera (stopped by Ctrl-C)."""
+    from gemseg.io.video import VideoWriter, open_video, video_info
+
+    try:
+        cap = open_video(item.source)
+        fps, count, w, h = video_info(cap)
+        cap.release()
+    except ImageReadError as e:
+        fail(rec, e)
+        return
+    out_fps = fps / max(1, opts.every)
+    total = None
+    if count > 0:
+        total = (count + opts.every - 1) // opts.every
+        if opts.max_frames is not None:
+            total = min(total, opts.max_frames)
+    bar = _progress(total or 0, Path(str(item.rel)).name, progress, unit="frame")
+    frames_dir = out_dir / item.rel.parent / item.rel.stem
+    fractions = []
+    t0 = time.perf_counter()
+    camera = item.kind == "camera"
+    try:
+        with VideoWriter(item.output(out_dir, "_overlay", ".mp4"), out_fps) as vw:
+            try:
+                for frame in segmentor.predict_video(item.source, every=opts.every, max_frames=opts.max_frames):
+                    vw.write(overlay(frame.image, frame.prediction.mask))
+                    if opts.save_frames:
+                        write_mask(frames_dir / f"{frame.index:06d}.png", frame.prediction.mask)
+                    fractions.append(float(frame.prediction.mask.mean()))
+                    if bar is not None:
+                        bar.update(1)
+            except KeyboardInterrupt:
+                if not camera:
+                    raise
+                # a camera stream ends with Ctrl-C: keep what was recorded
+    except ImageReadError as e:
+        fail(rec, e)
+        return
+    except (OSError, RuntimeError, ValueError) as e:
+        fail(rec, e)
+        return
+    finally:
+        if bar is not None:
+            bar.close()
+    if not fractions:
+        fail(rec, ImageReadError(item.display, "no decodable frame"))
+        return
+    rec.width, rec.height = w, h
+    rec.frames = len(fractions)
+    rec.glass_fraction = round(float(np.mean(fractions)), 6)
+    rec.infer_ms = round((time.perf_counter() - t0) * 1000 / len(fractions), 2)
