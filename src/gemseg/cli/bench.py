@@ -1,0 +1,97 @@
+"""``gem bench``: latency, FPS and peak memory per model/size/device/backend/precision/batch size.
+
+    gem bench --config gem_sam_tiny.yaml --weights model.pth --sizes 384 1024 --batch-sizes 1 4 --runs 20
+    gem bench --config gem_sam_tiny.yaml --backends torch onnxruntime --threads 2 --json bench.json
+"""
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import sys
+from pathlib import Path
+
+from gemseg.errors import GemsegError
+
+
+def add_parser(subparsers, name: str, help_text: str) -> argparse.ArgumentParser:
+    p = subparsers.add_parser(
+        name, help=help_text, formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        description=help_text + ". Network-only and end-to-end (decode → resize → model → resize back → PNG encode) "
+        "latency: warm-up, then median and p90 of N runs; every case runs in its own subprocess so that the peak "
+        "memory is per case. See docs/inference.md for exactly what FPS means.",
+    )
+    g = p.add_argument_group("model")
+    g.add_argument("--config", "-c", help="official GEM YAML config (not needed for a gemseg .safetensors)")
+    g.add_argument("--weights", "-w", help="weights (.pth/.pkl/.safetensors/.onnx); none = random init (timing only)")
+    g.add_argument("--model", "-m", metavar="NAME", help="a bundled model by name")
+    g.add_argument("--opts", nargs=argparse.REMAINDER, default=[], metavar="KEY VALUE",
+                   help="config overrides (must come last)")
+    c = p.add_argument_group("cases (every combination is measured)")
+    c.add_argument("--sizes", type=int, nargs="+", default=[None], help="network input sizes (default: config's)")
+    c.add_argument("--batch-sizes", type=int, nargs="+", default=[1])
+    c.add_argument("--devices", nargs="+", default=["auto"], help="auto | cpu | cuda | mps")
+    c.add_argument("--precisions", nargs="+", default=["fp32"], choices=("fp32", "fp16", "bf16"))
+    c.add_argument("--backends", nargs="+", default=["torch"], choices=("torch", "onnxruntime"))
+    c.add_argument("--no-optimize", action="store_true", help="also measure the unoptimised PyTorch model")
+    m = p.add_argument_group("measurement")
+    m.add_argument("--runs", type=int, default=10, help="timed runs per case")
+    m.add_argument("--warmup", type=int, default=2, help="discarded runs before timing")
+    m.add_argument("--threads", type=int, default=None, help="CPU threads (torch and onnxruntime)")
+    m.add_argument("--image", help="image for the end-to-end path (default: the bundled example)")
+    m.add_argument("--network-only", action="store_true", help="skip the end-to-end measurement")
+    m.add_argument("--in-process", action="store_true", help="no subprocess per case (peak memory is cumulative)")
+    m.add_argument("--json", dest="json_out", help="write the results to this JSON file")
+    return p
+
+
+def run(args) -> int:
+    from gemseg.inference.bench import format_table, run_case, run_case_subprocess
+
+    if args.runs < 1 or args.warmup < 0:
+        raise GemsegError("--runs must be >= 1 and --warmup >= 0")
+    weights = None
+    if args.model:
+        from gemseg.inference.predictor import resolve_model_name
+
+        weights = str(resolve_model_name(args.model))
+    elif args.weights:
+        if not Path(args.weights).exists():
+            raise GemsegError(f"weights file not found: {args.weights}")
+        weights = str(Path(args.weights).resolve())
+    if weights is None and not args.config:
+        raise GemsegError("no model given: pass --config (random weights are fine for timing), --weights or --model")
+    if args.image and not Path(args.image).is_file():
+        raise GemsegError(f"image not found: {args.image}")
+    variants = [(b, True) for b in args.backends]
+    if args.no_optimize and "torch" in args.backends:
+        variants.insert(args.backends.index("torch"), ("torch", False))
+    results = []
+    cases = list(itertools.product(args.sizes, args.devices, args.precisions, variants, args.batch_sizes))
+    if weights is None:
+        print("gem bench: no weights: timing a randomly initialised model (same cost as a trained one)",
+              file=sys.stderr)
+    for size, device, precision, (backend, optimize), batch in cases:
+        if backend == "onnxruntime" and precision != "fp32":
+            continue
+        spec = {
+            "weights": weights, "config": str(Path(args.config).resolve()) if args.config else None,
+            "opts": args.opts or None, "size": size, "device": device, "precision": precision, "backend": backend,
+            "optimize": optimize, "batch": batch, "runs": args.runs, "warmup": args.warmup, "threads": args.threads,
+            "image": str(Path(args.image).resolve()) if args.image else None, "e2e": not args.network_only,
+            "label": Path(weights or args.config).stem,
+        }
+        print(f"gem bench: {backend}{'' if optimize else ' (plain)'} {device} {precision} size={size or 'cfg'} "
+              f"batch={batch} ...", file=sys.stderr, flush=True)
+        res = run_case(spec) if args.in_process else run_case_subprocess(spec)
+        if "error" in res:
+            print(f"gem bench: case failed: {res['error']}", file=sys.stderr)
+        results.append(res)
+    print(format_table(results))
+    if args.json_out:
+        from gemseg.io.atomic import atomic_path
+
+        with atomic_path(args.json_out) as tmp:
+            Path(tmp).write_text(json.dumps({"results": results}, indent=1))
+        print(f"gem bench: results written to {args.json_out}", file=sys.stderr)
+    return 1 if any("error" in r for r in results) else 0

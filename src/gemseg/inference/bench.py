@@ -1,0 +1,188 @@
+"""Latency/FPS/memory measurement shared by ``gem bench`` and ``benchmarks/latency.py``.
+
+What is measured (per model, size, device, backend, precision and batch size B):
+
+* **network**: one call of the network on a ready [B, 3, S, S] float tensor (normalisation inside the model,
+  semantic inference = mask logits upsampled to S, sigmoid, Σ over queries), including the host→device copy and
+  a device synchronisation; ``network ms/img`` = median call time / B.
+* **end-to-end**: for each of B images: read + decode the file (our one image reader, EXIF applied), square resize,
+  then the network call on the batch, then per image: scores resized back to the original size, probability,
+  argmax mask, and PNG encoding of the mask in memory (no disk write); ``e2e ms/img`` = median time / B and
+  ``FPS`` = B / median end-to-end time.
+
+Warm-up runs are discarded; we report the median and the 90th percentile of ``runs`` timed runs, and the CPU time
+per image (user+system of the process; less sensitive than wall time to other processes on a shared machine).
+Peak memory is the process's peak resident set size (``resource.getrusage``) — each case runs in its own
+subprocess, so it is per case and includes the model weights — and, on CUDA, ``torch.cuda.max_memory_allocated``.
+"""
+from __future__ import annotations
+
+import io
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any, Dict, List, Optional
+
+import numpy as np
+
+EXAMPLE_IMAGE = Path(__file__).resolve().parents[1] / "assets" / "examples" / "glass_room.jpg"
+RESULT_TAG = "GEMSEG_BENCH_RESULT "
+
+
+def peak_rss_bytes() -> Optional[int]:
+    """Peak resident set size of this process in bytes (None where ``resource`` is unavailable)."""
+    try:
+        import resource
+    except ImportError:  # Windows
+        return None
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return int(peak if sys.platform == "darwin" else peak * 1024)
+
+
+def _stats(times: List[float], per: int) -> Dict[str, float]:
+    arr = np.asarray(times, dtype=np.float64) * 1000.0
+    return {"median_ms": float(np.median(arr)), "p90_ms": float(np.percentile(arr, 90)),
+            "min_ms": float(arr.min()), "per_image_ms": float(np.median(arr) / per),
+            "fps": float(per * 1000.0 / np.median(arr))}
+
+
+def run_case(spec: Dict[str, Any]) -> Dict[str, Any]:
+    """Measure one case in this process. ``spec`` keys: weights, config, opts, size, device, backend, precision,
+    batch, runs, warmup, image, threads, optimize, seed, save_scores (path for the network scores of the first
+    image, to compare backends/optimisations across subprocesses), e2e (bool)."""
+    import torch
+
+    from gemseg.inference.devices import synchronize
+    from gemseg.inference.predictor import GlassSegmentor
+    from gemseg.inference.preprocess import resize_square
+    from gemseg.io.images import read_image
+
+    threads = spec.get("threads")
+    if threads:
+        torch.set_num_threads(int(threads))
+    torch.manual_seed(int(spec.get("seed", 0)))  # random-init models are the same in every subprocess
+    t = time.perf_counter()
+    seg = GlassSegmentor.from_pretrained(
+        spec.get("weights"), config=spec.get("config"), device=spec.get("device", "auto"),
+        precision=spec.get("precision", "fp32"), size=spec.get("size"), backend=spec.get("backend", "torch"),
+        batch_size=int(spec.get("batch", 1)), optimize=bool(spec.get("optimize", True)), opts=spec.get("opts"),
+        threads=threads,
+    )
+    load_s = time.perf_counter() - t
+    dev = seg.device
+    b = int(spec.get("batch", 1))
+    runs, warmup = int(spec.get("runs", 10)), int(spec.get("warmup", 2))
+    image_path = Path(spec.get("image") or EXAMPLE_IMAGE)
+    rgb = read_image(image_path)
+    square = resize_square(rgb, seg.img_size, seg.resize)
+    x = torch.from_numpy(np.ascontiguousarray(np.stack([square] * b).transpose(0, 3, 1, 2))).float()
+    if dev.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(dev)
+
+    def net():
+        out = seg.infer_scores(x)
+        synchronize(seg.runner.device)
+        return out
+
+    def e2e():
+        from PIL import Image
+
+        imgs = [read_image(image_path) for _ in range(b)]
+        squares = [resize_square(im, seg.img_size, seg.resize) for im in imgs]
+        preds = seg.predict_resized(squares, [im.shape[:2] for im in imgs])
+        for p in preds:
+            buf = io.BytesIO()
+            Image.fromarray(p.mask.astype(np.uint8) * 255, mode="L").save(buf, format="PNG")
+        return preds
+
+    result: Dict[str, Any] = {
+        "backend": seg.runner.backend, "device": str(dev), "precision": seg.runner.precision,
+        "size": seg.img_size, "batch": b, "runs": runs, "warmup": warmup, "threads": torch.get_num_threads(),
+        "optimize": bool(spec.get("optimize", True)) and seg.runner.backend == "torch",
+        "image": str(image_path), "image_hw": list(rgb.shape[:2]), "load_s": round(load_s, 2),
+        "random_init": seg.random_init, "label": spec.get("label", ""),
+    }
+    for name, fn in (("network", net), ("e2e", e2e)):
+        if name == "e2e" and not spec.get("e2e", True):
+            continue
+        for _ in range(warmup):
+            out = fn()
+        times, cpu = [], []
+        for _ in range(runs):
+            c0, t0 = time.process_time(), time.perf_counter()
+            out = fn()
+            times.append(time.perf_counter() - t0)
+            cpu.append(time.process_time() - c0)
+        st = _stats(times, b)
+        st["cpu_ms_per_image"] = float(np.median(cpu) * 1000.0 / b)
+        result[name] = st
+        if name == "network" and spec.get("save_scores"):
+            np.save(spec["save_scores"], out[0].float().cpu().numpy())
+    result["peak_rss_mib"] = round(peak_rss_bytes() / 2**20, 1) if peak_rss_bytes() else None
+    if dev.type == "cuda":
+        result["cuda_peak_mib"] = round(torch.cuda.max_memory_allocated(dev) / 2**20, 1)
+    return result
+
+
+def run_case_subprocess(spec: Dict[str, Any], timeout: Optional[float] = None) -> Dict[str, Any]:
+    """Run :func:`run_case` in a fresh Python process (so peak memory is per case)."""
+    cmd = [sys.executable, "-m", "gemseg.inference.bench", json.dumps(spec)]
+    env = dict(os.environ)
+    if spec.get("threads"):
+        env.setdefault("OMP_NUM_THREADS", str(spec["threads"]))
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env)
+    for line in proc.stdout.splitlines()[::-1]:
+        if line.startswith(RESULT_TAG):
+            return json.loads(line[len(RESULT_TAG):])
+    err = (proc.stderr or "").strip().splitlines()
+    return {"error": err[-1] if err else f"exit code {proc.returncode}", "label": spec.get("label", "")}
+
+
+def format_table(results: List[Dict[str, Any]], columns: Optional[List[str]] = None) -> str:
+    """A Markdown table of results (one row per case)."""
+    header = ["case", "backend", "device", "prec", "size", "B", "net ms/img (med)", "net p90", "e2e ms/img (med)",
+              "e2e p90", "e2e FPS", "CPU ms/img", "peak RSS MiB"]
+    rows = []
+    for r in results:
+        if "error" in r:
+            rows.append([r.get("label", "")] + ["error: " + r["error"]] + [""] * (len(header) - 2))
+            continue
+        n, e = r.get("network", {}), r.get("e2e")
+        b = r["batch"]
+        rows.append([
+            r.get("label", ""), r["backend"] + ("" if r["backend"] != "torch" or r.get("optimize") else " (plain)"),
+            r["device"], r["precision"], str(r["size"]), str(b),
+            f"{n['per_image_ms']:.1f}", f"{n['p90_ms'] / b:.1f}",
+            f"{e['per_image_ms']:.1f}" if e else "-", f"{e['p90_ms'] / b:.1f}" if e else "-",
+            f"{e['fps']:.2f}" if e else f"{n['fps']:.2f}*",
+            f"{(e or n)['cpu_ms_per_image']:.0f}",
+            f"{r['peak_rss_mib']:.0f}" if r.get("peak_rss_mib") else "-",
+        ])
+        if r.get("cuda_peak_mib") is not None:
+            rows[-1][-1] += f" (CUDA {r['cuda_peak_mib']:.0f})"
+    widths = [max(len(h), *(len(row[i]) for row in rows)) if rows else len(h) for i, h in enumerate(header)]
+    lines = ["| " + " | ".join(h.ljust(w) for h, w in zip(header, widths)) + " |",
+             "|" + "|".join("-" * (w + 2) for w in widths) + "|"]
+    lines += ["| " + " | ".join(c.ljust(w) for c, w in zip(row, widths)) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def _main(argv: List[str]) -> int:  # python -m gemseg.inference.bench '<json spec>'
+    import logging
+
+    logging.getLogger("gemseg").setLevel(logging.ERROR)
+    spec = json.loads(argv[0])
+    try:
+        result = run_case(spec)
+    except Exception as e:  # noqa: BLE001 - reported to the parent as one line
+        print(f"{type(e).__name__}: {e}", file=sys.stderr)
+        return 1
+    print(RESULT_TAG + json.dumps(result), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(_main(sys.argv[1:]))
