@@ -245,6 +245,31 @@ def test_merge_equals_sequential():
         assert merged[k] == pytest.approx(v, abs=1e-12), k
 
 
+def test_s_and_e_measure_of_a_perfect_prediction():
+    gt = np.zeros((12, 10), bool)
+    gt[3:9, 2:6] = True
+    m = GlassMetrics(s_measure=True)
+    m.update(gt, gt)
+    r = m.compute()
+    assert r["S"] == pytest.approx(1.0, abs=1e-12)
+    n = gt.size
+    assert r["maxE"] == pytest.approx(n / (n - 1), abs=1e-12)  # the reference normalises by N − 1
+    assert r["adaptiveE"] == pytest.approx(n / (n - 1), abs=1e-12)
+    # all-background GT: S = 1 − mean(p); E at a threshold = predicted-background fraction · N/(N − 1)
+    m = GlassMetrics(s_measure=True)
+    p = np.zeros((4, 5))
+    p[0, :2] = 0.8
+    m.update(p, np.zeros((4, 5), bool))
+    r = m.compute()
+    assert r["S"] == pytest.approx(1 - 1.6 / 20)
+    assert r["maxE"] == pytest.approx(20 / 19)  # thresholds above 0.8 select nothing
+    # S is spatial: an image with ignore pixels is skipped for S and counted
+    ig = np.zeros((4, 5), bool)
+    ig[0, 0] = True
+    m.update(p, np.zeros((4, 5), bool), ig)
+    assert m.compute()["S_skipped"] == 1
+
+
 def test_empty_accumulator_reports_nan():
     r = GlassMetrics().compute()
     assert r["count"] == 0 and math.isnan(r["IoU"])

@@ -59,6 +59,8 @@ def add_parser(subparsers, name: str, help_text: str) -> argparse.ArgumentParser
     o.add_argument("--empty", choices=("guard", "official", "skip"), default="guard",
                    help="images with empty GT and empty prediction (0/0): guard = IoU 1 and BER over the classes "
                         "present (default); official = NaN as the official code; skip = leave them out")
+    o.add_argument("--s-measure", action="store_true",
+                   help="also compute the S-measure (structure measure; a few extra passes per image)")
     o.add_argument("--name", default=None, help="method name in the table (default: weights / prediction folder)")
     o.add_argument("--json", help="write {count, IoU, Fbeta, MAE, BER} (exactly these keys; BER in percent)")
     o.add_argument("--report-json", help="write every number, the curves, settings and skipped pairs")
@@ -112,7 +114,7 @@ def run(args: argparse.Namespace) -> int:
         print(report, file=sys.stderr)
     worst_k = max(0, args.worst) if args.plots else 0
     common = dict(empty=args.empty, size_policy=size_policy, per_image_csv=args.per_image_csv, worst_k=worst_k,
-                  progress=not args.no_progress, limit=args.limit)
+                  progress=not args.no_progress, limit=args.limit, s_measure=args.s_measure)
 
     if model_mode:
         if not (args.config and args.weights):

@@ -256,14 +256,14 @@ PredictFn = Callable[[Sample], np.ndarray]
 
 
 def _run(dataset: Dataset, predict: PredictFn, items: Sequence[Sample], *, source: str, empty: str,
-         size_policy: str, per_image_csv: Optional[PathLike], worst_k: int, progress: bool,
+         size_policy: str, per_image_csv: Optional[PathLike], worst_k: int, progress: bool, s_measure: bool,
          pre_failures: Sequence[Failure] = (), unmatched: Sequence[Path] = (), mode_hint: Optional[str] = None,
          settings: Optional[Dict[str, object]] = None) -> EvalResults:
     if empty not in EMPTY_POLICIES:
         raise EvaluationError(f"unknown empty-mask policy {empty!r}; expected one of {', '.join(EMPTY_POLICIES)}")
     if size_policy not in SIZE_POLICIES:
         raise EvaluationError(f"unknown size policy {size_policy!r}; expected one of {', '.join(SIZE_POLICIES)}")
-    metrics = GlassMetrics(empty=empty)
+    metrics = GlassMetrics(empty=empty, s_measure=s_measure)
     failures: List[Failure] = list(pre_failures)
     heap = _WorstHeap(worst_k)
     kinds = set()
@@ -377,13 +377,14 @@ def _progress(items: Sequence[Sample], enabled: bool, desc: str) -> Iterable[Sam
 
 def evaluate_predictions(pred_dir: PathLike, dataset: Dataset, *, empty: str = "guard", size_policy: str = "skip",
                          per_image_csv: Optional[PathLike] = None, worst_k: int = 0, progress: bool = True,
-                         limit: Optional[int] = None) -> EvalResults:
+                         limit: Optional[int] = None, s_measure: bool = False) -> EvalResults:
     """Score saved prediction masks in ``pred_dir`` against ``dataset``'s masks.
 
     Predictions are matched to GT by relative path/stem (:func:`match_predictions`) and read with
     :func:`read_prediction`. GT masks without a prediction are failures ("missing prediction") — they are
     listed and counted, not scored as empty. ``size_policy``: ``skip`` (default; mismatched pairs are skipped and
     reported), ``resize`` (bilinear, :func:`resize_prediction`) or ``strict`` (stop with an error).
+    ``s_measure=True`` adds the (slower, spatial) S-measure to the extras.
     """
     samples = list(dataset.samples)
     if limit is not None:
@@ -401,13 +402,14 @@ def evaluate_predictions(pred_dir: PathLike, dataset: Dataset, *, empty: str = "
         return read_prediction(mapping[sample.key])
 
     return _run(dataset, predict, items, source=f"predictions in {pred_dir}", empty=empty, size_policy=size_policy,
-                per_image_csv=per_image_csv, worst_k=worst_k, progress=progress, pre_failures=failures,
-                unmatched=unmatched, settings={"pred_dir": str(pred_dir)})
+                per_image_csv=per_image_csv, worst_k=worst_k, progress=progress, s_measure=s_measure,
+                pre_failures=failures, unmatched=unmatched, settings={"pred_dir": str(pred_dir)})
 
 
 def evaluate_model(model, dataset: Union[Dataset, Sequence[Sample]], *, soft: bool = False, empty: str = "guard",
                    size_policy: str = "skip", per_image_csv: Optional[PathLike] = None, worst_k: int = 0,
-                   progress: bool = True, limit: Optional[int] = None, source: str = "model") -> EvalResults:
+                   progress: bool = True, limit: Optional[int] = None, source: str = "model",
+                   s_measure: bool = False) -> EvalResults:
     """Run ``model.predict`` on every image of ``dataset`` and score it.
 
     By default the **binary mask** (``result.mask`` = argmax of the two-class scores) is scored, exactly what
@@ -441,8 +443,8 @@ def evaluate_model(model, dataset: Union[Dataset, Sequence[Sample]], *, soft: bo
 
     with _no_grad():
         return _run(dataset, predict, items, source=source, empty=empty, size_policy=size_policy,
-                    per_image_csv=per_image_csv, worst_k=worst_k, progress=progress, pre_failures=failures,
-                    mode_hint="soft" if soft else "binary",
+                    per_image_csv=per_image_csv, worst_k=worst_k, progress=progress, s_measure=s_measure,
+                    pre_failures=failures, mode_hint="soft" if soft else "binary",
                     settings={"soft": soft, "scored": "probability" if soft else "binary mask (argmax)"})
 
 

@@ -46,6 +46,7 @@ SMOOTH = 1e-4
 EMPTY_POLICIES = ("guard", "official", "skip")
 # thresholds exactly as the official loop computes them: ``threshold / 255.`` in float64
 _THRESHOLDS = np.arange(NUM_LEVELS, dtype=np.float64) / 255.0
+_SPACING = float(np.spacing(1))  # the MATLAB ``eps`` the S-/E-measure reference code uses
 
 
 @dataclass
@@ -77,6 +78,86 @@ def _fbeta(p: np.ndarray, r: np.ndarray, beta2: float) -> np.ndarray:
     den = beta2 * p + r
     with np.errstate(invalid="ignore", divide="ignore"):
         return np.where(den > 0, num / np.where(den > 0, den, 1.0), 0.0)
+
+
+def _enhanced_alignment(tp, fp, n_fg: int, n: int) -> np.ndarray:
+    """E-measure (Fan et al., IJCAI 2018) of binarised predictions from their counts, vectorised over thresholds.
+
+    The enhanced-alignment matrix takes one value per (prediction, GT) pixel class, so its sum is a weighted sum of
+    the four counts TP, FP, FN, TN; normalised by ``n − 1 + eps`` as the reference code does. An all-background
+    GT scores the predicted-background fraction, an all-glass GT the predicted-glass fraction.
+    """
+    tp = np.asarray(tp, dtype=np.float64)
+    fp = np.asarray(fp, dtype=np.float64)
+    pred_fg = tp + fp
+    pred_bg = n - pred_fg
+    if n_fg == 0:
+        total = pred_bg
+    elif n_fg == n:
+        total = pred_fg
+    else:
+        fn = n_fg - tp
+        tn = pred_bg - fn
+        mp, mg = pred_fg / n, n_fg / n
+        total = np.zeros_like(tp)
+        for count, a, b in ((tp, 1 - mp, 1 - mg), (fp, 1 - mp, -mg), (fn, -mp, 1 - mg), (tn, -mp, -mg)):
+            align = 2 * a * b / (a * a + b * b + _SPACING)
+            total = total + count * (align + 1) ** 2 / 4
+    return total / (n - 1 + _SPACING)
+
+
+def _ssim_region(p: np.ndarray, g: np.ndarray) -> float:
+    """The S-measure's region similarity of one quadrant (Fan et al., ICCV 2017 reference definition)."""
+    n = p.size
+    if n == 0:
+        return 0.0
+    x, y = float(p.mean()), float(g.mean())
+    dp, dg = p - x, g - y
+    sx = float(np.sum(dp * dp)) / (n - 1 + _SPACING)
+    sy = float(np.sum(dg * dg)) / (n - 1 + _SPACING)
+    sxy = float(np.sum(dp * dg)) / (n - 1 + _SPACING)
+    a = 4 * x * y * sxy
+    b = (x * x + y * y) * (sx + sy)
+    if a != 0:
+        return a / (b + _SPACING)
+    return 1.0 if b == 0 else 0.0
+
+
+def _object_similarity(x: np.ndarray) -> float:
+    mean = float(x.mean())
+    std = float(np.std(x, ddof=1)) if x.size > 1 else 0.0
+    return 2 * mean / (mean * mean + 1 + std + _SPACING)
+
+
+def s_measure(pred: np.ndarray, gt: np.ndarray, alpha: float = 0.5) -> float:
+    """Structure measure S_α (Fan et al., ICCV 2017) of a prediction in [0, 1] against a bool GT (2-D arrays).
+
+    Follows the reference MATLAB code (as pysodmetrics does): object term from mean and sample std of the
+    prediction inside / outside the GT, region term from SSIM-like scores of the four quadrants around the rounded
+    GT centroid (plus one, as MATLAB's 1-based ranges), ``eps = 2.2e-16``; an all-background GT scores
+    ``1 − mean(p)``, an all-glass GT ``mean(p)``.
+    """
+    p = np.asarray(pred, dtype=np.float64)
+    g = np.asarray(gt, dtype=bool)
+    y = float(g.mean())
+    if y == 0:
+        return 1.0 - float(p.mean())
+    if y == 1:
+        return float(p.mean())
+    obj = y * _object_similarity(p[g]) + (1 - y) * _object_similarity(1.0 - p[~g])
+    h, w = g.shape
+    rows, cols = np.count_nonzero(g, axis=1), np.count_nonzero(g, axis=0)
+    n_fg = int(rows.sum())
+    # centroid = mean of foreground coordinates (exact integer sums), rounded half-to-even like np.round
+    cy = int(np.round(float(np.arange(h) @ rows) / n_fg)) + 1
+    cx = int(np.round(float(np.arange(w) @ cols) / n_fg)) + 1
+    area = h * w
+    w_lt, w_rt, w_lb = cx * cy / area, cy * (w - cx) / area, (h - cy) * cx / area
+    w_rb = 1 - w_lt - w_rt - w_lb
+    gf = g.astype(np.float64)
+    region = (_ssim_region(p[:cy, :cx], gf[:cy, :cx]) * w_lt + _ssim_region(p[:cy, cx:], gf[:cy, cx:]) * w_rt
+              + _ssim_region(p[cy:, :cx], gf[cy:, :cx]) * w_lb + _ssim_region(p[cy:, cx:], gf[cy:, cx:]) * w_rb)
+    return max(0.0, alpha * obj + (1 - alpha) * region)
 
 
 def quantize_prediction(pred: np.ndarray):
@@ -126,11 +207,13 @@ class GlassMetrics:
     State is O(256) numbers; :meth:`merge` combines accumulators (e.g. across data-parallel ranks).
     """
 
-    def __init__(self, beta2: float = BETA2, empty: str = "guard"):
+    def __init__(self, beta2: float = BETA2, empty: str = "guard", s_measure: bool = False):
         if empty not in EMPTY_POLICIES:
             raise ValueError(f"empty must be one of {EMPTY_POLICIES}, got {empty!r}")
         self.beta2 = float(beta2)
         self.empty = empty
+        # S-measure needs a few extra passes over the 2-D map, so it is opt-in; E-measure comes from the histogram
+        self.with_s_measure = bool(s_measure)
         self.reset()
 
     def reset(self) -> None:
@@ -145,6 +228,9 @@ class GlassMetrics:
         self.sum_mae = 0.0
         self.sum_accuracy = 0.0
         self.sum_adaptive_f = 0.0
+        self.sum_ecurve = np.zeros(NUM_LEVELS, dtype=np.float64)  # per-image E-measure curves
+        self.sum_adaptive_e = 0.0
+        self.s = np.zeros(3, dtype=np.float64)  # S-measure [sum, n defined, n skipped (ignore pixels)]
         self.confusion = np.zeros(4, dtype=np.int64)  # pooled TP, FP, FN, TN at 0.5
         self.empty_gt = 0  # images without any glass pixel
         self.ignored = 0  # ignored pixels over all images
@@ -161,6 +247,9 @@ class GlassMetrics:
             raise ValueError(f"prediction shape {pred.shape} != ground-truth shape {gt.shape}")
         levels, at_half, soft = quantize_prediction(pred)
         n_ignored = 0
+        s_value = float("nan")
+        if self.with_s_measure and (ignore is None or not np.any(ignore)):
+            s_value = s_measure(soft if soft is not None else levels / 255.0, gt)
         if ignore is not None:
             ignore = np.asarray(ignore, dtype=bool)
             if ignore.shape != gt.shape:
@@ -221,6 +310,8 @@ class GlassMetrics:
         else:
             ab = s >= thr
             a_tp, a_pos = int(np.count_nonzero(ab & gt_flat)), int(np.count_nonzero(ab))
+        ecurve = _enhanced_alignment(tp_k, fp_k, n_fg, n)
+        adaptive_e = float(_enhanced_alignment(a_tp, a_pos - a_tp, n_fg, n))
         if a_tp == 0:
             adaptive_f = 0.0
         else:
@@ -258,6 +349,14 @@ class GlassMetrics:
         accuracy = (tp + tn) / n
         self.sum_accuracy += accuracy
         self.sum_adaptive_f += adaptive_f
+        self.sum_ecurve += ecurve
+        self.sum_adaptive_e += adaptive_e
+        if self.with_s_measure:
+            if s_value == s_value:
+                self.s[0] += s_value
+                self.s[1] += 1
+            else:
+                self.s[2] += 1
         self.confusion += np.array([tp, fp, fn, tn], dtype=np.int64)
         self.empty_gt += int(n_fg == 0)
         self.ignored += n_ignored
@@ -268,7 +367,7 @@ class GlassMetrics:
     # ------------------------------------------------------------------------------------------------------------
     def merge(self, other: "GlassMetrics") -> "GlassMetrics":
         """Add another accumulator's images to this one (same β² and policy required)."""
-        if other.beta2 != self.beta2 or other.empty != self.empty:
+        if (other.beta2, other.empty, other.with_s_measure) != (self.beta2, self.empty, self.with_s_measure):
             raise ValueError("cannot merge accumulators with different beta2/empty settings")
         self.count += other.count
         for name in ("sum_precision", "sum_recall", "sum_fcurve", "iou", "ber", "confusion"):
@@ -276,6 +375,9 @@ class GlassMetrics:
         self.sum_mae += other.sum_mae
         self.sum_accuracy += other.sum_accuracy
         self.sum_adaptive_f += other.sum_adaptive_f
+        self.sum_ecurve += other.sum_ecurve
+        self.sum_adaptive_e += other.sum_adaptive_e
+        self.s += other.s
         self.empty_gt += other.empty_gt
         self.ignored += other.ignored
         return self
@@ -290,7 +392,7 @@ class GlassMetrics:
         n = max(self.count, 1)
         p, r = self.sum_precision / n, self.sum_recall / n
         return {"threshold": _THRESHOLDS.copy(), "precision": p, "recall": r, "fbeta": _fbeta(p, r, self.beta2),
-                "fbeta_per_image_mean": self.sum_fcurve / n}
+                "fbeta_per_image_mean": self.sum_fcurve / n, "emeasure": self.sum_ecurve / n}
 
     def compute(self) -> Dict[str, float]:
         """Dataset-level numbers.
@@ -301,8 +403,11 @@ class GlassMetrics:
         ``maxF_per_image_curve`` (max of that curve), ``adaptiveF`` (threshold 2·mean, averaged), ``F05`` (F of the
         mean P/R at threshold 0.5), ``IoU_pooled`` (glass IoU of the dataset-wide confusion matrix), ``mIoU_pooled``
         (mean of glass and background pooled IoU, as detectron2's ``sem_seg`` mIoU), ``accuracy`` (mean per-image
-        pixel accuracy), ``accuracy_pooled``, ``IoU_undefined`` / ``BER_undefined`` (images with 0/0),
-        ``empty_gt_images``, ``ignored_pixels``.
+        pixel accuracy), ``accuracy_pooled``, ``meanE`` / ``maxE`` (mean / max over thresholds of the
+        per-image E-measure curves averaged over images), ``adaptiveE`` (E-measure at 2·mean), ``IoU_undefined`` /
+        ``BER_undefined`` (images with 0/0), ``empty_gt_images``, ``ignored_pixels``; with ``s_measure=True`` also
+        ``S`` (mean S-measure, α = 0.5) and ``S_skipped`` (images with ignore pixels, where the spatial S-measure is
+        not defined).
         """
         if self.count == 0:
             nan = float("nan")
@@ -322,6 +427,9 @@ class GlassMetrics:
             "meanF": float(c["fbeta_per_image_mean"].mean()),
             "maxF_per_image_curve": float(c["fbeta_per_image_mean"].max()),
             "adaptiveF": self.sum_adaptive_f / self.count,
+            "meanE": float((self.sum_ecurve / self.count).mean()),
+            "maxE": float((self.sum_ecurve / self.count).max()),
+            "adaptiveE": self.sum_adaptive_e / self.count,
             "IoU_pooled": iou_pooled,
             "mIoU_pooled": float(np.nanmean([iou_pooled, iou_bg])),
             "accuracy": self.sum_accuracy / self.count,
@@ -330,6 +438,8 @@ class GlassMetrics:
             "BER_undefined": int(self.ber[2]),
             "empty_gt_images": self.empty_gt,
             "ignored_pixels": self.ignored,
+            **({"S": float(self.s[0] / self.s[1]) if self.s[1] else float("nan"), "S_skipped": int(self.s[2])}
+               if self.with_s_measure else {}),
         }
 
     def state_size(self) -> int:

@@ -24,7 +24,7 @@ from gemseg.io import atomic_path, atomic_write_bytes
 PathLike = Union[str, os.PathLike]
 
 _EXTRA_ORDER = ("Fbeta_threshold", "meanF", "maxF_per_image_curve", "adaptiveF", "IoU_pooled", "mIoU_pooled",
-                "accuracy", "accuracy_pooled")
+                "accuracy", "accuracy_pooled", "meanE", "maxE", "adaptiveE", "S")
 
 
 def _fmt(x: float, digits: int) -> str:
