@@ -116,7 +116,7 @@ def texture(rng: np.random.Generator, kind: str, h: int, w: int) -> np.ndarray:
     if kind in ("plaster", "concrete", "carpet"):
         c = random_color(rng, "neutral")
         n = fractal_noise(rng, h, w, cell=w / rng.uniform(4, 12), octaves=4)
-        amp = {"plaster": 0.08, "concrete": 0.22, "carpet": 0.15}[kind]
+        amp = {"plaster": 0.05, "concrete": 0.14, "carpet": 0.12}[kind]
         fine = rng.random((h, w), dtype=np.float32) * (0.08 if kind != "plaster" else 0.03)
         return np.clip(c[None, None] * (1 - amp / 2 + amp * n[..., None] + fine[..., None]), 0, 1)
     if kind == "brick":
@@ -207,7 +207,9 @@ def warp_into(dst: np.ndarray, tex: np.ndarray, quad: np.ndarray, repeats: Tuple
 
 
 def sky(rng: np.random.Generator, h: int, w: int) -> np.ndarray:
-    """A sky gradient (clear, overcast or dusk) with fractal clouds."""
+    """A sky gradient (clear, overcast or dusk) with fractal clouds (built at half resolution: it is smooth)."""
+    H_, W_ = h, w
+    h, w = max(4, h // 2), max(4, w // 2)
     mode = rng.choice(["clear", "overcast", "dusk"], p=[0.5, 0.3, 0.2])
     if mode == "clear":
         top, bottom = np.array([0.25, 0.45, 0.8]), np.array([0.7, 0.82, 0.95])
@@ -221,7 +223,8 @@ def sky(rng: np.random.Generator, h: int, w: int) -> np.ndarray:
     clouds = fractal_noise(rng, h, w, cell=w / rng.uniform(2, 6), octaves=4)
     cover = rng.uniform(0.3, 0.75)
     c = np.clip((clouds - cover) / (1 - cover) * 2.0, 0, 1)[..., None]
-    return np.clip(img * (1 - c) + c * rng.uniform(0.85, 1.0), 0, 1).astype(np.float32)
+    out = np.clip(img * (1 - c) + c * rng.uniform(0.85, 1.0), 0, 1).astype(np.float32)
+    return cv2.resize(out, (W_, H_), interpolation=cv2.INTER_LINEAR)
 
 
 def city(rng: np.random.Generator, h: int, w: int) -> np.ndarray:

@@ -47,8 +47,9 @@ from gemseg.synthesis.geometry import (
 )
 
 KINDS = ("window", "facade", "shopfront", "door", "partition", "railing", "display_case")
-KIND_PROBS = (0.2, 0.14, 0.12, 0.16, 0.14, 0.1, 0.14)
+KIND_PROBS = (0.2, 0.15, 0.12, 0.17, 0.14, 0.11, 0.11)
 MIRROR_LABELS = {"background": 0, "ignore": 255, "glass": 1}
+MAX_GLASS_FRACTION = 0.9
 
 
 @dataclass
@@ -165,7 +166,8 @@ class ProceduralEngine:
             label[m] = 0
         params: Dict = {}
         if scene.camera_effects:
-            img, params = apply_camera(rng, img)
+            out, params = apply_camera(rng, img)
+            return out, label, params
         return (np.clip(img * 255.0 + 0.5, 0, 255)).astype(np.uint8), label, params
 
     # ------------------------------------------------------------------------------------------------------------
@@ -177,8 +179,14 @@ class ProceduralEngine:
         ``index`` (the image's position in a run) is accepted for interface parity with the diffusion engine and
         ignored: a procedural image depends on its seed only."""
         rng = np.random.default_rng(seed)
-        scene, params = self.sample_scene(rng)
-        image, label, cam_params = self.render_scene(scene, rng)
+        for attempt in range(4):
+            scene, params = self.sample_scene(rng)
+            image, label, cam_params = self.render_scene(scene, rng)
+            # A frame filled with glass has no cue left (nothing that is not glass to compare with) and teaches
+            # "everything is glass": redraw (deterministically, from the same stream) such scenes.
+            if (label == 1).mean() <= MAX_GLASS_FRACTION:
+                break
+        params["redraws"] = attempt
         params["camera_effects"] = cam_params
         params["glass_fraction"] = round(float((label == 1).mean()), 5)
         return image, label, params
@@ -191,10 +199,15 @@ class ProceduralEngine:
         probs = np.array([KIND_PROBS[KINDS.index(k)] for k in o.kinds], dtype=np.float64)
         kind = str(rng.choice(list(o.kinds), p=probs / probs.sum()))
         negative_image = bool(rng.random() < o.negative_prob)
+        negative_kinds = [k for k in ("door", "window", "partition") if k in o.kinds]
+        if negative_image and negative_kinds and kind not in negative_kinds:
+            # Only structures that have a plausible glass-free twin (open doorway, empty frame, wall mirror).
+            kind = str(rng.choice(negative_kinds))
         indoor = kind in ("door", "partition", "railing", "display_case", "window")
         background, bg_info = self.backgrounds.sample(rng, h, w, prefer="room" if indoor else "city")
-        refl_src, refl_info = self.backgrounds.sample(rng, h, w, prefer="city" if indoor else "landscape")
-        reflection = reflection_image(refl_src, rng)
+        refl_src, refl_info = self.backgrounds.sample(rng, max(8, h // 2), max(8, w // 2),
+                                                      prefer="city" if indoor else "landscape")
+        reflection = reflection_image(refl_src, rng, (w, h))
 
         builders: Dict[str, Callable] = {
             "window": self._window, "facade": self._facade, "shopfront": self._shopfront, "door": self._door,
@@ -208,8 +221,10 @@ class ProceduralEngine:
         # Hard negatives: turn structures into open frames / mirrors, or add a picture frame.
         negatives: List[str] = []
         for s in surfaces:
+            if s.kind not in ("door", "window", "partition"):
+                continue  # façades, shop fronts, railings and cases are always glass
             if negative_image or rng.random() < 0.05:
-                if s.kind in ("door", "window", "shopfront") and rng.random() < 0.6:
+                if s.kind in ("door", "window") and rng.random() < 0.6:
                     s.open_frame, s.through = True, "other"
                     negatives.append(f"open_{s.kind}")
                 else:
@@ -395,19 +410,20 @@ class ProceduralEngine:
             edges = [0.0] + [p[2] for p in panes[:-1]] + [W - post]
             for u in edges:
                 solid.append((u, 0.0, u + post, H))
-        pose = self._pose(rng, cam, (W, H), (rng.uniform(0.3, 0.7) * w, rng.uniform(0.6, 0.85) * h),
-                          w * rng.uniform(0.7, 1.5), rng.uniform(-50, 50), rng.uniform(-25, 0), rng.normal(0, 1))
+        # Railings run across the lower part of the view (a balcony, a mezzanine, a stair), seen from above.
+        pose = self._pose(rng, cam, (W, H), (rng.uniform(0.3, 0.7) * w, rng.uniform(0.68, 0.9) * h),
+                          w * rng.uniform(0.9, 1.8), rng.uniform(-50, 50), rng.uniform(-25, 0), rng.normal(0, 1))
         return [Surface("railing", pose, (0, 0, W, H), panes, solid=solid, framed=False)]
 
     def _display_case(self, rng, cam, small: bool = False) -> List[Surface]:
         """A glass box on a cabinet, built in 3-D so its visible faces share exact edges."""
         w, h = cam.width, cam.height
         W, D, Hb = rng.uniform(0.6, 1.8), rng.uniform(0.4, 0.9), rng.uniform(0.4, 1.0)
-        base_h = rng.uniform(0.5, 0.9)
+        base_h = rng.uniform(0.3, 0.9)
         yaw = float(rng.uniform(-50, 50))
         pitch = float(rng.uniform(10, 35))  # tilt so that the camera looks down onto the top face
-        width_px = w * (rng.uniform(0.2, 0.35) if small else rng.uniform(0.35, 0.7))
-        center = (rng.uniform(0.3, 0.7) * w, rng.uniform(0.45, 0.7) * h)
+        width_px = w * (rng.uniform(0.15, 0.3) if small else rng.uniform(0.25, 0.55))
+        center = (rng.uniform(0.25, 0.75) * w, rng.uniform(0.5, 0.75) * h)
         front = self._pose(rng, cam, (W, Hb + base_h), center, width_px, yaw, pitch)
         ex, ey = front.axis_u, front.axis_v
         ez = np.cross(ex, ey)  # away from the camera (depth direction of the box)
