@@ -329,3 +329,21 @@ def test_build_criterion_from_shipped_gem_configs():
     assert (m.cost_class, m.cost_mask, m.cost_dice, m.cost_box, m.cost_giou) == (4.0, 5.0, 5.0, 5.0, 2.0)
     base = build_criterion(get_config("gem-base"))
     assert base.weight_dict["loss_ce"] == 4.0 and len(base.weight_dict) == 120
+
+
+def test_batch_without_any_target_is_finite():
+    # an all-ignore crop: no labels, no DN queries; every loss must stay finite (no NaN from empty means)
+    empty = [{"labels": torch.zeros(0, dtype=torch.int64), "masks": torch.zeros(0, H, W, dtype=torch.bool),
+              "boxes": torch.zeros(0, 4)}]
+    _, _, _, meta = prepare_for_dn(empty, None, None, 1, num_queries=Q, hidden_dim=8, label_enc=nn.Embedding(2, 8),
+                                   training=True)
+    assert meta is None
+    out = {k: v.clone().requires_grad_(True) for k, v in _perfect().items()}
+    for proposal_target in ("fixed", "official"):
+        losses = _criterion(proposal_target=proposal_target)(out, empty, meta)
+        values = {k: float(v.detach()) for k, v in losses.items()}
+        assert all(torch.isfinite(torch.tensor(list(values.values()))))
+        assert values["loss_mask"] == 0.0 and values["loss_bbox_dn"] == 0.0
+        # every query is "no object": queries 2, 3 predict it, queries 0, 1 do not
+        assert values["loss_ce"] > 1.0
+        weighted_total(losses, build_weight_dict(dec_layers=2)).backward()
