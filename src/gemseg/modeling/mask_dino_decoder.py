@@ -138,8 +138,9 @@ class MaskDINODecoder(nn.Module):
         attn_mask = None
         dn_meta = None
         if self.training and self.dn != "no" and targets is not None and prepare_for_dn is not None:
+            # tgt/refpoints are passed as None (as the official decoder does): we join them below ourselves
             dn_label, dn_box, attn_mask, dn_meta = prepare_for_dn(
-                targets, tgt, refpoints, b, dn_num=self.dn_num, noise_scale=self.noise_scale,
+                targets, None, None, b, dn_num=self.dn_num, noise_scale=self.noise_scale,
                 num_queries=self.num_queries, num_classes=self.num_classes, hidden_dim=self.hidden_dim,
                 label_enc=self.label_enc, training=self.training,
             )
