@@ -216,17 +216,25 @@ class ProceduralEngine:
         surfaces: List[Surface] = builders[kind](rng, cam)
         # A second, smaller structure of another kind now and then (several surfaces per image).
         if rng.random() < 0.3:
-            k2 = str(rng.choice(["door", "partition", "window", "display_case"]))
+            k2 = str(rng.choice(["door", "partition", "window", "window", "display_case"]))
             surfaces = builders[k2](rng, cam, small=True) + surfaces
         # Hard negatives: turn structures into open frames / mirrors, or add a picture frame.
         negatives: List[str] = []
         for s in surfaces:
             if s.kind not in ("door", "window", "partition"):
                 continue  # façades, shop fronts, railings and cases are always glass
-            if negative_image or rng.random() < 0.05:
-                if s.kind in ("door", "window") and rng.random() < 0.6:
+            if negative_image or rng.random() < 0.03:
+                # A real clean window *is* glass even when it shows no reflection, so a glass-free twin must not
+                # look like one: negatives are single openings (no mullions, handles or kick plates) — an open
+                # doorway, or a framed wall mirror / mirror wall.
+                u0, v0, u1, v1 = s.extent
+                fr = 0.0 if s.kind == "partition" else min(0.08, 0.1 * (u1 - u0))
+                s.panes = [(u0 + fr, v0 + fr, u1 - fr, v1 - (0.0 if s.kind == "door" else fr))]
+                s.solid = []
+                s.framed = s.kind != "partition"
+                if s.kind == "door" and rng.random() < 0.7:
                     s.open_frame, s.through = True, "other"
-                    negatives.append(f"open_{s.kind}")
+                    negatives.append("open_doorway")
                 else:
                     s.mirror = True
                     negatives.append(f"mirror_{s.kind}")
