@@ -81,10 +81,14 @@ def test_skip_existing_regenerates_exactly_the_missing_files(tmp_path):
                out / "images/training/synth_0000006.jpg"]
     for v in victims:
         v.unlink()
-    stamps = {p: p.stat().st_mtime_ns for p in out.rglob("*.jpg")}
-    stamps.update({p: p.stat().st_mtime_ns for p in out.rglob("*.png")})
+    # what a worker killed mid-write leaves behind: a hidden temp file that still ends in .jpg
+    stale = out / "images/training/.synth_0000006.jpg.abc123.tmp.jpg"
+    stale.write_bytes(b"half a jpeg")
+    stamps = {p: p.stat().st_mtime_ns for p in out.rglob("synth_*.jpg")}
+    stamps.update({p: p.stat().st_mtime_ns for p in out.rglob("synth_*.png")})
     summary = make(out, 8, skip_existing=True)
     assert summary["generated"] == 3 and summary["skipped"] == 5
+    assert not stale.exists()
     assert tree_bytes(out) == before  # byte-identical, manifest included
     for p, t in stamps.items():  # untouched files were not rewritten (image 5's jpg is rewritten with its mask)
         if "0000002" not in p.name and "0000005" not in p.name and "0000006" not in p.name:

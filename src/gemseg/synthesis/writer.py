@@ -213,6 +213,15 @@ def prepare_output(root: Path, info: Dict, overwrite: bool, skip_existing: bool)
         raise SynthError(f"output folder {root} is not empty; pass --skip-existing to resume/extend it or "
                          f"--overwrite to replace its synthetic images")
     keep: Dict[str, Dict] = {}
+    if nonempty:
+        # Temp files of workers killed mid-write (atomic_path cleans up after exceptions, not after SIGKILL).
+        # Their names end in .jpg/.png, so a glob-based reader would pick them up as images.
+        for top in ("images", "annotations_zero_one", "preview"):
+            for split in SPLITS:
+                d = root / top / split
+                if d.is_dir():
+                    for p in d.glob(f".{STEM_PREFIX}*.tmp*"):
+                        p.unlink(missing_ok=True)
     if nonempty and overwrite:
         # Remove only what a synthesis run writes (synth_NNNNNNN files, manifest, info): never other user data.
         for p in _our_files(root):
