@@ -260,6 +260,10 @@ def paint_plane_texture(img: np.ndarray, H: np.ndarray, rect: Tuple[float, float
 # foreground objects (occluders) and objects behind glass
 
 
+MATERIAL_OF = {"table": "wood", "chair": "wood", "sofa": "carpet", "pole": "metal", "box": "concrete",
+               "plant": "foliage", "person": "carpet"}
+
+
 def draw_object(rng: np.random.Generator, h: int, w: int, anchor: Tuple[float, float], scale: float
                 ) -> Tuple[np.ndarray, np.ndarray, str]:
     """A procedural object (person, plant, furniture, pole, box, lamp) standing at ``anchor`` (its base point).
@@ -338,9 +342,16 @@ def draw_object(rng: np.random.Generator, h: int, w: int, anchor: Tuple[float, f
         ys = np.flatnonzero(mask.any(axis=1))
         xs = np.flatnonzero(mask.any(axis=0))
         y0, y1, x0, x1 = ys[0], ys[-1] + 1, xs[0], xs[-1] + 1
-        shade = np.linspace(1.1, 0.75, y1 - y0, dtype=np.float32)[:, None, None]
-        grain = 1.0 + 0.08 * (smooth_noise(rng, y1 - y0, x1 - x0, 4.0) - 0.5)[..., None]
-        col[y0:y1, x0:x1] *= shade * grain
+        # Top-lit vertical shading, a lit side (a light from the left or right) and a material pattern, so objects
+        # read as solid things rather than flat stickers.
+        bh_, bw_ = y1 - y0, x1 - x0
+        shade = np.linspace(1.1, 0.75, bh_, dtype=np.float32)[:, None, None]
+        side = np.linspace(1.0, rng.uniform(0.7, 1.0), bw_, dtype=np.float32)
+        side = (side if rng.random() < 0.5 else side[::-1])[None, :, None]
+        material = MATERIAL_OF.get(kind, "concrete")
+        pattern = texture(rng, material, bh_, bw_).mean(axis=2, keepdims=True)
+        pattern = pattern / max(float(pattern.mean()), 1e-3)
+        col[y0:y1, x0:x1] *= shade * side * (0.6 + 0.4 * pattern)
     return mask, np.clip(col, 0, 1), kind
 
 

@@ -275,7 +275,7 @@ class ProceduralEngine:
                 behind_objects.append((m, c))
         if glass_boxes and rng.random() < o.occluder_prob:
             for _ in range(int(rng.integers(1, 4))):
-                m, c, k = self._object_near(rng, cam, glass_boxes, scale_rel=(0.3, 1.0))
+                m, c, k = self._object_near(rng, cam, glass_boxes, scale_rel=(0.25, 0.9))
                 occluders.append((m, c))
                 occ_kinds.append(k)
         stickers = 0
@@ -487,7 +487,8 @@ class ProceduralEngine:
         x0, y0, x1, y1 = boxes[int(rng.integers(0, len(boxes)))]
         ax = rng.uniform(x0, x1)
         ay = min(cam.height * 1.05, rng.uniform(y0 + 0.5 * (y1 - y0), y1 + 0.3 * (cam.height - y1)))
-        scale = max(8.0, (y1 - y0) * rng.uniform(*scale_rel))
+        # Object size follows the glass it stands at, but never dwarfs the frame (a person is at most ~0.8 H).
+        scale = max(8.0, min(y1 - y0, 0.8 * cam.height) * rng.uniform(*scale_rel))
         return draw_object(rng, cam.height, cam.width, (ax, ay), scale)
 
     @staticmethod
@@ -498,7 +499,7 @@ class ProceduralEngine:
         x0, y0, x1, y1 = boxes[int(rng.integers(0, len(boxes)))]
         m = np.zeros((cam.height, cam.width), np.uint8)
         cx, cy = int(rng.uniform(x0, x1)), int(rng.uniform(y0, y1))
-        r = int(max(2, rng.uniform(0.02, 0.06) * (x1 - x0 + y1 - y0)))
+        r = int(np.clip(rng.uniform(0.01, 0.03) * (x1 - x0 + y1 - y0), 2, 0.03 * cam.width))
         if rng.random() < 0.5:
             cv2.circle(m, (cx, cy), r, 1, -1)
         else:
