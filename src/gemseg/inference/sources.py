@@ -59,7 +59,7 @@ def _inside(path: Path, folder: Optional[Path]) -> bool:
     if folder is None:
         return False
     try:
-        path.resolve().relative_to(folder)
+        path.resolve().relative_to(Path(folder).resolve())
         return True
     except ValueError:
         return False
@@ -72,6 +72,10 @@ def kind_of(path: Path) -> str:
 def walk_folder(root: Path, recursive: bool, exclude: Optional[Path] = None) -> List[InputItem]:
     """Image files (by extension, case-insensitive) of a folder, sorted; hidden files/folders are ignored."""
     items = []
+    if exclude is not None and not _inside(exclude, root):
+        exclude = None  # only an output folder *below* the input root is skipped (not the root itself)
+    elif exclude is not None and exclude == root.resolve():
+        exclude = None
     it: Iterable[Path] = root.rglob("*") if recursive else root.iterdir()
     for p in it:
         rel = p.relative_to(root)
@@ -98,9 +102,10 @@ def expand_inputs(inputs: List[str], recursive: bool = False, exclude: Optional[
             items.append(InputItem(idx, Path(f"camera{idx}"), "camera"))
         elif _has_magic(arg):
             root = _glob_root(arg)
+            skip = exclude if exclude is not None and exclude != root.resolve() else None
             matches = sorted(Path(m) for m in glob.glob(arg, recursive=True))
             found = [m for m in matches if m.is_file() and not _is_hidden(m.relative_to(root))
-                     and not _inside(m, exclude)]
+                     and not _inside(m, skip)]
             if not found:
                 items.append(InputItem(p, Path(p.name), "missing"))
             for m in found:
