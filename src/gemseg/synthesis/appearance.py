@@ -248,11 +248,15 @@ def paint_plane_texture(img: np.ndarray, H: np.ndarray, rect: Tuple[float, float
     front = (nw * np.float32(ref)) > 0
     inside = front & (u >= rect[0]) & (u <= rect[2]) & (v >= rect[1]) & (v <= rect[3]) & ~exclude
     th, tw = tex.shape[:2]
-    s = tw / tex_size_units
-    mx = np.mod(u * s, tw - 1).astype(np.float32)
-    my = np.mod(v * s, th - 1).astype(np.float32)
-    painted = cv2.remap(tex, mx, my, cv2.INTER_LINEAR, borderMode=cv2.BORDER_WRAP)
-    img[inside] = painted[inside]
+    s = np.float32(tw / tex_size_units)
+    # Tiling by an explicit modulo (in place): remap's own BORDER_WRAP cannot take the huge coordinates that
+    # points near the plane's horizon reach.
+    u *= s
+    v *= s
+    np.mod(u, np.float32(tw - 1), out=u)
+    np.mod(v, np.float32(th - 1), out=v)
+    painted = cv2.remap(tex, u, v, cv2.INTER_LINEAR, borderMode=cv2.BORDER_WRAP)
+    np.copyto(img, painted, where=inside[..., None])
     return inside
 
 
@@ -368,9 +372,10 @@ def apply_camera(rng: np.random.Generator, img: np.ndarray) -> Tuple[np.ndarray,
     noise = float(rng.uniform(0.0, 0.025))
     gain = np.float32(exposure * 255.0)
     if vig > 0.02:
-        yy = np.linspace(-1, 1, h, dtype=np.float32)[:, None]
-        xx = np.linspace(-1, 1, w, dtype=np.float32)[None, :]
-        out = img * ((1 - vig * 0.5 * (xx ** 2 + yy ** 2)) * gain)[..., None]
+        yy = np.linspace(-1, 1, h, dtype=np.float32)[:, None] ** 2
+        xx = np.linspace(-1, 1, w, dtype=np.float32)[None, :] ** 2
+        vmap = (np.float32(1.0) - np.float32(vig * 0.5) * (xx + yy)) * gain
+        out = img * vmap[..., None]
     else:
         out = img * gain
     if blur > 0:
@@ -378,7 +383,9 @@ def apply_camera(rng: np.random.Generator, img: np.ndarray) -> Tuple[np.ndarray,
     if noise > 0.002:
         # Luminance noise (one field for the three channels) plus weaker per-pixel chroma-free grain.
         out += (rng.standard_normal((h, w), dtype=np.float32) * np.float32(noise * 255.0))[..., None]
-    u8 = np.clip(out + 0.5, 0, 255).astype(np.uint8)
+    out += np.float32(0.5)
+    np.clip(out, 0, 255, out=out)
+    u8 = out.astype(np.uint8)
     lut = np.clip(np.round(255.0 * (np.arange(256) / 255.0) ** gamma), 0, 255).astype(np.uint8)
     u8 = cv2.LUT(u8, lut)
     return u8, {"exposure": round(exposure, 3), "gamma": round(gamma, 3), "vignette": round(vig, 3),

@@ -182,24 +182,23 @@ FLOOR_TEXTURES = ("wood", "tiles", "carpet", "concrete", "marble")
 
 
 def warp_into(dst: np.ndarray, tex: np.ndarray, quad: np.ndarray, repeats: Tuple[float, float] = (1.0, 1.0)) -> None:
-    """Paint texture ``tex`` (tiled ``repeats`` times) into the convex image quadrilateral ``quad`` of ``dst``,
-    perspective-correct. Only the quad's bounding box is warped, and the texture wraps (tiles) rather than
-    reflecting: both keep this cheap when the quad extends far outside the image."""
-    from gemseg.synthesis.geometry import convex_polygon_mask, homography_from_quads, polygon_bbox
+    """Paint texture ``tex`` (tiled ``repeats`` times) into the image quadrilateral ``quad`` of ``dst``,
+    perspective-correct, in place.
 
+    The tiled texture is warped with ``BORDER_TRANSPARENT``: pixels whose source falls outside it are left as they
+    are, so no polygon mask is needed (backgrounds carry no labels, so anti-aliased edges are fine)."""
     th, tw = tex.shape[:2]
-    src = np.array([[0, 0], [tw * repeats[0], 0], [tw * repeats[0], th * repeats[1]], [0, th * repeats[1]]],
-                   np.float64)
+    rx, ry = max(repeats[0], 1e-3), max(repeats[1], 1e-3)
+    tiled = np.tile(tex, (int(np.ceil(ry)), int(np.ceil(rx)), 1))[: max(1, int(round(th * ry))),
+                                                                   : max(1, int(round(tw * rx)))]
+    sh, sw = tiled.shape[:2]
+    src = np.array([[0, 0], [sw, 0], [sw, sh], [0, sh]], np.float64)
+    from gemseg.synthesis.geometry import homography_from_quads
+
+    H = homography_from_quads(src, np.asarray(quad, np.float64))
     h, w = dst.shape[:2]
-    box = polygon_bbox(np.asarray(quad, np.float64), h, w)
-    if box is None:
-        return
-    x0, y0, x1, y1 = box
-    shift = np.array([[1, 0, -x0], [0, 1, -y0], [0, 0, 1]], np.float64)
-    H = shift @ homography_from_quads(src, quad)
-    warped = cv2.warpPerspective(tex, H, (x1 - x0, y1 - y0), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_WRAP)
-    m = convex_polygon_mask(quad, h, w)[y0:y1, x0:x1]
-    dst[y0:y1, x0:x1][m] = warped[m]
+    cv2.warpPerspective(np.ascontiguousarray(tiled), H, (w, h), dst=dst, flags=cv2.INTER_LINEAR,
+                        borderMode=cv2.BORDER_TRANSPARENT)
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -272,7 +271,7 @@ def room(rng: np.random.Generator, h: int, w: int) -> np.ndarray:
     B = np.array([[bx0, by0], [bx1, by0], [bx1, by1], [bx0, by1]])
     O = np.array([toward(B[i], corners[i], 1.0) for i in range(4)])
     wall_kind = rng.choice(WALL_TEXTURES)
-    tw = 256
+    tw = 128
     wall_tex = texture(rng, wall_kind, tw, tw)
     side_tex = wall_tex * rng.uniform(0.75, 1.0)
     floor_tex = texture(rng, rng.choice(FLOOR_TEXTURES), tw, tw)

@@ -217,7 +217,9 @@ class ProceduralEngine:
         # A second, smaller structure of another kind now and then (several surfaces per image).
         if rng.random() < 0.3:
             k2 = str(rng.choice(["door", "partition", "window", "window", "display_case"]))
-            surfaces = builders[k2](rng, cam, small=True) + surfaces
+            extra = builders[k2](rng, cam, small=True)
+            # A main structure with a wall would paint over anything drawn before it: put the extra one in front.
+            surfaces = surfaces + extra if any(s.wall is not None for s in surfaces) else extra + surfaces
         # Hard negatives: turn structures into open frames / mirrors, or add a picture frame.
         negatives: List[str] = []
         for s in surfaces:
@@ -324,7 +326,7 @@ class ProceduralEngine:
         width_px = w * (rng.uniform(0.2, 0.4) if small else rng.uniform(0.35, 0.85))
         pose = self._pose(rng, cam, (W, H), (rng.uniform(0.25, 0.75) * w, rng.uniform(0.3, 0.6) * h), width_px,
                           rng.uniform(-50, 50), rng.uniform(-12, 12), rng.normal(0, 1.5))
-        wall = None if small and rng.random() < 0.5 else (-6.0, -4.0, W + 6.0, H + 4.0)
+        wall = None if small else (-6.0, -4.0, W + 6.0, H + 4.0)  # an extra structure must not hide the scene
         return [Surface("window", pose, (0, 0, W, H), panes, wall=wall, framed=framed, through="other")]
 
     def _facade(self, rng, cam, small: bool = False) -> List[Surface]:
@@ -385,7 +387,7 @@ class ProceduralEngine:
         height_px = h * (rng.uniform(0.35, 0.6) if small else rng.uniform(0.6, 1.1))
         pose = self._pose(rng, cam, (W, H), (rng.uniform(0.2, 0.8) * w, rng.uniform(0.45, 0.6) * h),
                           height_px * W / H, rng.uniform(-55, 55), rng.uniform(-8, 8), rng.normal(0, 1))
-        wall = (-5.0, -3.0, W + 5.0, H + 0.0) if rng.random() < 0.45 else None
+        wall = (-5.0, -3.0, W + 5.0, H + 0.0) if (rng.random() < 0.45 and not small) else None
         through = "other" if wall is not None and rng.random() < 0.6 else "scene"
         return [Surface("door", pose, (0, 0, W, H), panes, solid=solid, wall=wall, framed=framed, through=through)]
 
