@@ -40,23 +40,19 @@ class PositionEmbeddingSine(nn.Module):
         return torch.cat((pos_y, pos_x), dim=3).permute(0, 3, 1, 2)
 
 
-def _sine(coord: Tensor, dim_t: Tensor) -> Tensor:
-    """[..., ] → [..., 128]: sin on even, cos on odd frequencies, interleaved."""
-    p = coord[..., None] * (2 * math.pi) / dim_t
-    return torch.stack((p[..., 0::2].sin(), p[..., 1::2].cos()), dim=-1).flatten(-2)
-
-
 def box_sine_embedding(boxes: Tensor, num_feats: int = 128) -> Tensor:
     """Sine embedding of normalised boxes, DINO's ``gen_sineembed_for_position``.
 
     ``boxes``: [..., 4] (cx, cy, w, h) or [..., 2] (cx, cy) in [0, 1] → [..., 4·num_feats] concatenated in the order
-    y, x, w, h (or y, x for points), temperature 10000, scale 2π.
+    y, x, w, h (or y, x for points); per coordinate sin on even and cos on odd frequencies, interleaved;
+    temperature 10000, scale 2π.
     """
+    if boxes.shape[-1] not in (2, 4):
+        raise ValueError(f"expected boxes with 2 or 4 coordinates, got {boxes.shape[-1]}")
     dim_t = torch.arange(num_feats, dtype=torch.float32, device=boxes.device)
     dim_t = 10000 ** (2 * torch.div(dim_t, 2, rounding_mode="floor") / num_feats)
-    parts = [_sine(boxes[..., 1], dim_t), _sine(boxes[..., 0], dim_t)]
-    if boxes.shape[-1] == 4:
-        parts += [_sine(boxes[..., 2], dim_t), _sine(boxes[..., 3], dim_t)]
-    elif boxes.shape[-1] != 2:
-        raise ValueError(f"expected boxes with 2 or 4 coordinates, got {boxes.shape[-1]}")
-    return torch.cat(parts, dim=-1)
+    # swap x and y so that the coordinates come out in the official order (y, x, w, h): all at once
+    order = [1, 0, 2, 3][: boxes.shape[-1]]
+    p = boxes[..., order, None] * (2 * math.pi) / dim_t  # [..., C, F]
+    emb = torch.stack((p[..., 0::2].sin(), p[..., 1::2].cos()), dim=-1)  # [..., C, F/2, 2]
+    return emb.flatten(-3)
