@@ -161,3 +161,17 @@ def test_random_scenes_labels_are_consistent_with_their_description():
         union = cv2.dilate(union.astype(np.uint8), np.ones((3, 3), np.uint8)).astype(bool)
         assert not (label.astype(bool) & ~union).any()
         assert params["glass_fraction"] == pytest.approx((label == 1).mean(), abs=1e-5)
+
+
+def test_objects_behind_glass_stay_glass_and_change_the_transmitted_image():
+    quad = np.array([[20, 30], [100, 30], [100, 90], [20, 90]], np.float64)
+    s = Surface("door", pose_from_quad(None, quad, (80.0, 60.0)), (0, 0, 80, 60), [(0, 0, 80, 60)], framed=False)
+    behind = np.zeros((H, W), bool)
+    behind[50:70, 40:60] = True  # a dark object standing behind the pane
+    rgb = np.zeros((H, W, 3), np.float32)
+    plain_img, plain_label, _ = engine().render_scene(scene_with([s]))
+    sc = scene_with([s])
+    sc.behind_objects = [(behind, rgb)]
+    img, label, _ = engine().render_scene(sc)
+    np.testing.assert_array_equal(label, plain_label)  # still glass: it is seen through the pane
+    assert img[55:65, 45:55].mean() < plain_img[55:65, 45:55].mean() - 40  # but visible through it
