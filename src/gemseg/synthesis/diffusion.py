@@ -17,9 +17,11 @@ A ``StableDiffusionControlNetPipeline`` saved with ``save_pretrained`` has exact
 """
 from __future__ import annotations
 
+import contextlib
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Dict, List, Optional, Tuple
+from typing import Dict, Iterator, List, Optional, Tuple
 
 import cv2
 import numpy as np
@@ -61,6 +63,33 @@ def diffusers_available() -> Tuple[bool, str]:
     except ImportError as e:  # pragma: no cover - depends on the environment
         return False, str(e)
     return True, ""
+
+
+@contextlib.contextmanager
+def _quiet_loading() -> Iterator[None]:
+    """Silence diffusers/transformers load-time chatter (progress bars, "install accelerate", deprecations)
+    while loading, then restore the libraries' settings: ``gem synth`` has its own progress bar."""
+    import diffusers.utils.logging as dlog
+    import transformers.utils.logging as tlog
+
+    dlevel, tlevel = dlog.get_verbosity(), tlog.get_verbosity()
+    tbar, dbar = tlog.is_progress_bar_enabled(), dlog.is_progress_bar_enabled()
+    dlog.set_verbosity_error()
+    dlog.disable_progress_bar()
+    tlog.set_verbosity_error()
+    tlog.disable_progress_bar()
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", FutureWarning)
+            warnings.simplefilter("ignore", UserWarning)
+            yield
+    finally:
+        dlog.set_verbosity(dlevel)
+        tlog.set_verbosity(tlevel)
+        if tbar:
+            tlog.enable_progress_bar()
+        if dbar:
+            dlog.enable_progress_bar()
 
 
 def find_pairs(root: Path) -> List[Tuple[Path, Path]]:
@@ -165,10 +194,11 @@ class DiffusionEngine:
             self.device = options.device
         self.dtype = torch.float16 if self.device.startswith("cuda") else torch.float32
         try:
-            controlnet = ControlNetModel.from_pretrained(cn_dir, torch_dtype=self.dtype, local_files_only=True)
-            self.pipe = StableDiffusionControlNetPipeline.from_pretrained(
-                model_dir, controlnet=controlnet, safety_checker=None, feature_extractor=None,
-                requires_safety_checker=False, torch_dtype=self.dtype, local_files_only=True)
+            with _quiet_loading():
+                controlnet = ControlNetModel.from_pretrained(cn_dir, torch_dtype=self.dtype, local_files_only=True)
+                self.pipe = StableDiffusionControlNetPipeline.from_pretrained(
+                    model_dir, controlnet=controlnet, safety_checker=None, feature_extractor=None,
+                    requires_safety_checker=False, torch_dtype=self.dtype, local_files_only=True)
         except (OSError, ValueError) as e:
             raise SynthError(f"cannot load the diffusion pipeline from {model_dir}: {e}") from None
         self.pipe = self.pipe.to(self.device)
@@ -181,8 +211,12 @@ class DiffusionEngine:
                                  "or --no-clip-filter)")
             from transformers import CLIPModel, CLIPProcessor
 
-            self.clip = CLIPModel.from_pretrained(clip_dir, local_files_only=True).to(self.device).eval()
-            self.clip_processor = CLIPProcessor.from_pretrained(clip_dir, local_files_only=True)
+            try:
+                with _quiet_loading():
+                    self.clip = CLIPModel.from_pretrained(clip_dir, local_files_only=True).to(self.device).eval()
+                    self.clip_processor = CLIPProcessor.from_pretrained(clip_dir, local_files_only=True)
+            except (OSError, ValueError) as e:
+                raise SynthError(f"cannot load the CLIP model from {clip_dir}: {e}") from None
         # Generation size: latents must survive the UNet's three 2× downsamplings, so sides are multiples of
         # 8 × the VAE factor (64 for Stable Diffusion); the control is resized to it and the result resized back.
         mult = 8 * int(getattr(self.pipe, "vae_scale_factor", 8))
