@@ -166,3 +166,18 @@ def test_video_writer_is_atomic(tmp_path):
             vw.write(photo(32, 32))
             raise RuntimeError("interrupted")
     assert not target.exists() and list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("shape,out", [((1, 10, 16, 16), (64, 64)), ((2, 7, 24, 24), (96, 96)),
+                                       ((1, 5, 16, 16), (40, 40))])
+def test_blocked_semantic_scores_equal_reference(shape, out):
+    from gemseg.inference.optimize import semantic_scores_blocked
+    from gemseg.modeling.gem import semantic_scores
+
+    g = torch.Generator().manual_seed(0)
+    logits = torch.randn(shape[0], shape[1], 3, generator=g)
+    masks = torch.randn(*shape, generator=g) * 4
+    ref = semantic_scores(logits, masks, out)
+    for block in (1, 3000, 1 << 22):  # 1 row per block .. all rows in one block
+        got = semantic_scores_blocked(logits, masks, out, block_bytes=block)
+        torch.testing.assert_close(got, ref, atol=1e-6, rtol=1e-6)

@@ -41,6 +41,8 @@ def add_parser(subparsers, name: str, help_text: str) -> argparse.ArgumentParser
     m.add_argument("--image", help="image for the end-to-end path (default: the bundled example)")
     m.add_argument("--network-only", action="store_true", help="skip the end-to-end measurement")
     m.add_argument("--in-process", action="store_true", help="no subprocess per case (peak memory is cumulative)")
+    m.add_argument("--omp-passive", action="store_true",
+                   help="run cases with OMP_WAIT_POLICY=PASSIVE (idle threads sleep: far faster on a busy CPU)")
     m.add_argument("--json", dest="json_out", help="write the results to this JSON file")
     return p
 
@@ -79,7 +81,7 @@ def run(args) -> int:
             "opts": args.opts or None, "size": size, "device": device, "precision": precision, "backend": backend,
             "optimize": optimize, "batch": batch, "runs": args.runs, "warmup": args.warmup, "threads": args.threads,
             "image": str(Path(args.image).resolve()) if args.image else None, "e2e": not args.network_only,
-            "label": Path(weights or args.config).stem,
+            "label": Path(weights or args.config).stem, "omp_passive": args.omp_passive,
         }
         print(f"gem bench: {backend}{'' if optimize else ' (plain)'} {device} {precision} size={size or 'cfg'} "
               f"batch={batch} ...", file=sys.stderr, flush=True)

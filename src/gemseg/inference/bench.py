@@ -52,7 +52,8 @@ def _stats(times: List[float], per: int) -> Dict[str, float]:
 def run_case(spec: Dict[str, Any]) -> Dict[str, Any]:
     """Measure one case in this process. ``spec`` keys: weights, config, opts, size, device, backend, precision,
     batch, runs, warmup, image, threads, optimize, seed, save_scores (path for the network scores of the first
-    image, to compare backends/optimisations across subprocesses), e2e (bool)."""
+    image, to compare backends/optimisations across subprocesses), e2e (bool), omp_passive (subprocess only:
+    ``OMP_WAIT_POLICY=PASSIVE``)."""
     import torch
 
     from gemseg.inference.devices import synchronize
@@ -104,6 +105,7 @@ def run_case(spec: Dict[str, Any]) -> Dict[str, Any]:
         "optimize": bool(spec.get("optimize", True)) and seg.runner.backend == "torch",
         "image": str(image_path), "image_hw": list(rgb.shape[:2]), "load_s": round(load_s, 2),
         "random_init": seg.random_init, "label": spec.get("label", ""),
+        "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY", ""),
     }
     for name, fn in (("network", net), ("e2e", e2e)):
         if name == "e2e" and not spec.get("e2e", True):
@@ -133,6 +135,8 @@ def run_case_subprocess(spec: Dict[str, Any], timeout: Optional[float] = None) -
     env = dict(os.environ)
     if spec.get("threads"):
         env.setdefault("OMP_NUM_THREADS", str(spec["threads"]))
+    if spec.get("omp_passive"):
+        env["OMP_WAIT_POLICY"] = "PASSIVE"  # read by libgomp at start-up: only a fresh process can apply it
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env)
     for line in proc.stdout.splitlines()[::-1]:
         if line.startswith(RESULT_TAG):

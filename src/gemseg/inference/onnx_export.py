@@ -102,7 +102,8 @@ def create_session(path: PathLike, device: Optional[torch.device] = None, thread
     """An ONNX Runtime session for ``path`` (CUDA provider when ``device`` is CUDA and available).
 
     ``threads`` sets the intra-op thread count (default: ``torch.get_num_threads()``, so both backends use the
-    same number of cores).
+    same number of cores). With ``OMP_WAIT_POLICY=PASSIVE`` in the environment, thread spinning is disabled as
+    it is for PyTorch's OpenMP threads.
     """
     ort = _require("onnxruntime")
     path = Path(path)
@@ -113,6 +114,9 @@ def create_session(path: PathLike, device: Optional[torch.device] = None, thread
     opts.inter_op_num_threads = 1
     opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     opts.log_severity_level = 3
+    if os.environ.get("OMP_WAIT_POLICY", "").upper() == "PASSIVE":
+        # the same knob as PyTorch's OpenMP: idle threads sleep instead of spinning (much better on a shared CPU)
+        opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
     providers = ["CPUExecutionProvider"]
     if device is not None and device.type == "cuda":
         if "CUDAExecutionProvider" not in ort.get_available_providers():

@@ -3,6 +3,9 @@
 * **BatchNorm folding**: every ``Conv2d → BatchNorm2d`` pair inside a ``Sequential`` (TinyViT's ``Conv2d_BN``)
   becomes one ``Conv2d`` with the BatchNorm's affine transform folded into its weight and bias. In eval mode the
   BatchNorm is a per-channel affine map, so the result is the same up to float rounding.
+* **Row-blocked semantic inference** (:func:`semantic_scores_blocked`): the 100 mask logits are upsampled ×4,
+  passed through the sigmoid and summed over queries a few rows at a time, so the 100×S×S intermediate never
+  leaves the CPU cache. Bitwise identical to :func:`gemseg.modeling.gem.semantic_scores` (same taps, same weights).
 
 The rewrite acts on a model in eval mode; a rewritten model cannot be trained or saved in the official layout
 (its state-dict keys change), so :class:`gemseg.inference.GlassSegmentor` applies it to its own copy only.
@@ -10,9 +13,11 @@ The rewrite acts on a model in eval mode; a rewritten model cannot be trained or
 from __future__ import annotations
 
 import copy
+from typing import Sequence
 
 import torch
-from torch import nn
+from torch import Tensor, nn
+from torch.nn import functional as F
 
 
 def fuse_conv_bn(conv: nn.Conv2d, bn: nn.BatchNorm2d) -> nn.Conv2d:
@@ -48,11 +53,42 @@ def fold_batchnorm(model: nn.Module) -> int:
     return count
 
 
-def optimize_for_inference(model: nn.Module, fold_bn: bool = True, inplace: bool = False) -> nn.Module:
-    """Apply the exact rewrites to ``model`` (a copy unless ``inplace``) and return it in eval mode."""
+def semantic_scores_blocked(pred_logits: Tensor, pred_masks: Tensor, out_size: Sequence[int],
+                            block_bytes: int = 4 << 20) -> Tensor:
+    """:func:`gemseg.modeling.gem.semantic_scores` computed in blocks of output rows (same result, less memory
+    traffic). Falls back to the reference when the output is not an integer multiple of the mask size."""
+    from gemseg.modeling.gem import semantic_scores
+
+    b, q, h, w = pred_masks.shape
+    H, W = int(out_size[0]), int(out_size[1])
+    if H % h or W % w or H // h != W // w:
+        return semantic_scores(pred_logits, pred_masks, out_size)
+    s = H // h
+    probs = pred_logits.softmax(-1)[..., :-1].transpose(1, 2)  # [B, K, Q]
+    rows = max(1, int(block_bytes // (q * s * W * pred_masks.element_size())))
+    out = pred_masks.new_empty(b, probs.shape[1], H, W)
+    for r0 in range(0, h, rows):
+        r1 = min(h, r0 + rows)
+        # one halo row on each side, so interior output rows see exactly the taps of the full-size interpolation
+        a0, a1 = max(0, r0 - 1), min(h, r1 + 1)
+        up = F.interpolate(pred_masks[:, :, a0:a1], size=((a1 - a0) * s, W), mode="bilinear", align_corners=False)
+        n = (r1 - r0) * s
+        up = up[:, :, (r0 - a0) * s:(r0 - a0) * s + n].sigmoid_()
+        out[:, :, r0 * s:r1 * s] = torch.bmm(probs, up.reshape(b, q, n * W)).view(b, -1, n, W)
+    return out
+
+
+def optimize_for_inference(model: nn.Module, fold_bn: bool = True, blocked_semantic: bool = True,
+                           inplace: bool = False) -> nn.Module:
+    """Apply the exact rewrites to ``model`` (a copy unless ``inplace``) and return it in eval mode.
+
+    ``blocked_semantic`` marks the model (``model.blocked_semantic = True``) so that
+    :class:`gemseg.inference.predictor.TorchRunner` uses :func:`semantic_scores_blocked`.
+    """
     if not inplace:
         model = copy.deepcopy(model)
     model.eval()
     if fold_bn:
         model.folded_batchnorms = fold_batchnorm(model)
+    model.blocked_semantic = bool(blocked_semantic)
     return model

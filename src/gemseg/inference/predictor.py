@@ -65,13 +65,15 @@ class TorchRunner:
         self.img_size = int(model.img_size)
 
     def __call__(self, images: Tensor) -> Tensor:
+        from gemseg.inference.optimize import semantic_scores_blocked
         from gemseg.modeling.gem import semantic_scores
 
+        fn = semantic_scores_blocked if getattr(self.model, "blocked_semantic", False) else semantic_scores
         with torch.inference_mode(), autocast_context(self.precision, self.device):
             x = images.to(self.device, non_blocking=True)
             outputs, _ = self.model(x)
-            scores = semantic_scores(outputs["pred_logits"].float(), outputs["pred_masks"].float(), x.shape[-2:])
-        return scores.float()
+        with torch.inference_mode():  # semantic inference in float32, outside autocast
+            return fn(outputs["pred_logits"].float(), outputs["pred_masks"].float(), x.shape[-2:])
 
 
 class OnnxRunner:
@@ -170,7 +172,8 @@ class GlassSegmentor:
         ``.onnx`` (ONNX Runtime), or None with a ``config`` (random weights: a loud warning is logged).
         ``size`` overrides the network input size (e.g. 384 or 1024). ``backend="onnxruntime"`` exports the
         PyTorch model to a temporary ONNX file first unless ``name_or_path`` already is one.
-        ``optimize`` applies the exact inference rewrites of :mod:`gemseg.inference.optimize` (BatchNorm folding).
+        ``optimize`` applies the exact inference rewrites of :mod:`gemseg.inference.optimize` (BatchNorm folding,
+        row-blocked semantic inference).
         """
         weights: Optional[Path] = None
         if name_or_path is not None:

@@ -1,0 +1,130 @@
+#!/usr/bin/env python
+"""Per-image CPU latency and peak memory of GEM-Tiny/GEM-Base (issue 2/3 benchmark).
+
+Cases: GEM-Tiny@384, GEM-Base@384 and GEM-Tiny@1024, built from the official configs (random weights unless
+``--tiny-weights``/``--base-weights`` are given: the cost is the same). For each case and path
+
+* ``torch-plain``: PyTorch eager, the model exactly as loaded (the unoptimised baseline),
+* ``torch``: PyTorch eager after the exact inference rewrites (BatchNorm folded into the convolutions),
+* ``onnxruntime``: the exported ONNX graph in ONNX Runtime (CPU provider, same thread count),
+
+one fresh subprocess measures (after warm-up) the median/p90 of ``--runs`` runs of the network alone and of the
+end-to-end path (decode → resize → network → resize back → argmax → PNG encode), the CPU time per image and the
+process's peak RSS. The network scores of the bundled example image are compared with the baseline's
+(``max |Δ|``): every path must agree to float rounding.
+
+    python benchmarks/latency.py                      # all cases, 2 threads, 7 runs
+    python benchmarks/latency.py --cases tiny384 --runs 10 --json latency.json
+
+Official reference on the 2-core development machine: Tiny@384 365 ms, Base@384 1108 ms per image; peak RSS
+735 MiB / 1.18 GiB.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "src"))
+
+from gemseg.inference.bench import run_case_subprocess  # noqa: E402
+
+CONFIG_DIRS = [REPO / "configs", REPO.parent / "shared" / "fixtures" / "official-configs"]
+CASES = {
+    "tiny384": ("GEM-Tiny", "gem_sam_tiny_bs32_iter1w_steplr.yaml", 384),
+    "base384": ("GEM-Base", "gem_sam_base_bs16_iter2w_steplr.yaml", 384),
+    "tiny1024": ("GEM-Tiny", "gem_sam_tiny_bs32_iter1w_steplr.yaml", 1024),
+}
+OFFICIAL = {"tiny384": (365, 735), "base384": (1108, 1208)}
+VARIANTS = ("torch-plain", "torch", "onnxruntime")
+
+
+def find_config(name: str) -> Path:
+    for d in CONFIG_DIRS:
+        if (d / name).is_file():
+            return d / name
+    raise SystemExit(f"config {name} not found in {', '.join(map(str, CONFIG_DIRS))}")
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--cases", nargs="+", default=list(CASES), choices=list(CASES))
+    ap.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=VARIANTS)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--runs", type=int, default=7)
+    ap.add_argument("--warmup", type=int, default=2)
+    ap.add_argument("--tiny-weights")
+    ap.add_argument("--base-weights")
+    ap.add_argument("--image", help="default: the bundled example (640×416)")
+    ap.add_argument("--json", help="write all results here")
+    ap.add_argument("--omp-active", action="store_true",
+                    help="leave OpenMP/onnxruntime threads spinning (default: OMP_WAIT_POLICY=PASSIVE, which is much "
+                         "faster on a CPU shared with other processes)")
+    args = ap.parse_args()
+
+    tmp = Path(tempfile.mkdtemp(prefix="gem-latency-"))
+    rows = []
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+    started = time.strftime("%Y-%m-%d %H:%M:%S")
+    for case in args.cases:
+        label, cfg_name, size = CASES[case]
+        weights = args.tiny_weights if label == "GEM-Tiny" else args.base_weights
+        base_scores = None
+        for variant in args.variants:
+            scores_path = tmp / f"{case}-{variant}.npy"
+            spec = {
+                "config": str(find_config(cfg_name)), "weights": weights, "size": size, "device": "cpu",
+                "backend": "onnxruntime" if variant == "onnxruntime" else "torch",
+                "optimize": variant != "torch-plain", "batch": 1, "runs": args.runs, "warmup": args.warmup,
+                "threads": args.threads, "image": args.image, "save_scores": str(scores_path), "seed": 0,
+                "label": f"{label}@{size}", "omp_passive": not args.omp_active,
+            }
+            print(f"[{time.strftime('%H:%M:%S')}] {label}@{size} {variant} ...", file=sys.stderr, flush=True)
+            res = run_case_subprocess(spec)
+            res["variant"] = variant
+            res["case"] = case
+            if "error" not in res and scores_path.exists():
+                s = np.load(scores_path)
+                if base_scores is None:
+                    base_scores = s
+                res["max_abs_diff_vs_first"] = float(np.abs(s - base_scores).max())
+            rows.append(res)
+            if "error" in res:
+                print(f"  failed: {res['error']}", file=sys.stderr)
+    load_end = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+
+    header = ("| model | path | network ms (median) | p90 | end-to-end ms (median) | p90 | e2e images/s | "
+              "CPU ms/img (e2e) | peak RSS MiB | max abs diff vs first row | official ms / RSS MiB |")
+    lines = [header, "|" + "|".join(["---"] * 11) + "|"]
+    for r in rows:
+        ref = OFFICIAL.get(r["case"])
+        ref_s = f"{ref[0]} / {ref[1]}" if ref and r["variant"] == args.variants[0] else ""
+        if "error" in r:
+            lines.append(f"| {r['label']} | {r['variant']} | error: {r['error']} |" + " |" * 8)
+            continue
+        n, e = r["network"], r["e2e"]
+        lines.append(
+            f"| {r['label']} | {r['variant']} | {n['median_ms']:.0f} | {n['p90_ms']:.0f} | {e['median_ms']:.0f} | "
+            f"{e['p90_ms']:.0f} | {e['fps']:.2f} | {e['cpu_ms_per_image']:.0f} | {r['peak_rss_mib']:.0f} | "
+            f"{r.get('max_abs_diff_vs_first', float('nan')):.1e} | {ref_s} |"
+        )
+    policy = "active (spinning)" if args.omp_active else "PASSIVE"
+    print(f"\nCPU, {args.threads} threads (OMP_WAIT_POLICY {policy}), batch 1, median of {args.runs} runs after "
+          f"{args.warmup} warm-up; image {rows[0].get('image_hw') if rows else ''}; load average {load:.1f} → {load_end:.1f}; "
+          f"started {started}\n")
+    print("\n".join(lines))
+    if args.json:
+        Path(args.json).write_text(json.dumps({"threads": args.threads, "runs": args.runs, "load_avg": [load, load_end],
+                                               "results": rows}, indent=1))
+    return 1 if any("error" in r for r in rows) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
