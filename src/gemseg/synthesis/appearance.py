@@ -370,7 +370,11 @@ def apply_camera(rng: np.random.Generator, img: np.ndarray) -> Tuple[np.ndarray,
     vig = float(rng.uniform(0.0, 0.35))
     blur = float(rng.uniform(0.4, 1.4)) if rng.random() < 0.25 else 0.0
     noise = float(rng.uniform(0.0, 0.025))
+    # Colour temperature of the light (warm tungsten … cool daylight/shade), as a white-balance error would leave.
+    temp = float(rng.normal(0.0, 0.04))
+    wb = np.array([1.0 + temp, 1.0, 1.0 - temp], np.float32)
     gain = np.float32(exposure * 255.0)
+    img = img * wb
     if vig > 0.02:
         yy = np.linspace(-1, 1, h, dtype=np.float32)[:, None] ** 2
         xx = np.linspace(-1, 1, w, dtype=np.float32)[None, :] ** 2
@@ -388,7 +392,8 @@ def apply_camera(rng: np.random.Generator, img: np.ndarray) -> Tuple[np.ndarray,
     u8 = out.astype(np.uint8)
     lut = np.clip(np.round(255.0 * (np.arange(256) / 255.0) ** gamma), 0, 255).astype(np.uint8)
     u8 = cv2.LUT(u8, lut)
-    return u8, {"exposure": round(exposure, 3), "gamma": round(gamma, 3), "vignette": round(vig, 3),
+    return u8, {"exposure": round(exposure, 3), "gamma": round(gamma, 3), "white_balance": round(temp, 4),
+                "vignette": round(vig, 3),
                 "blur_sigma": round(blur, 3), "noise_sigma": round(noise, 4)}
 
 

@@ -32,7 +32,7 @@ from gemseg.synthesis.appearance import (
     sample_look,
     shade_pane,
 )
-from gemseg.synthesis.backgrounds import WALL_TEXTURES, BackgroundSource, texture
+from gemseg.synthesis.backgrounds import WALL_TEXTURES, BackgroundSource, procedural_scene, texture
 from gemseg.synthesis.geometry import (
     Camera,
     PlanePose,
@@ -139,6 +139,10 @@ class ProceduralEngine:
                 label[wall] = 0
             panes_union = np.zeros((h, w), bool)
             Hinv = np.linalg.inv(H)
+            mirror_src = None
+            if s.mirror:
+                room = rs.behind if rs.behind is not None else img
+                mirror_src = np.ascontiguousarray(room[:, ::-1])
             for rect in s.panes:
                 quad = apply_homography(H, quad_of_rect(rect))
                 pm = convex_polygon_mask(quad, h, w)
@@ -150,7 +154,10 @@ class ProceduralEngine:
                     label[pm] = 0
                     continue
                 box = polygon_bbox(quad, h, w)
-                shade_pane(img, pm, box, Hinv, s.pose.view_cosine, s.extent, behind, scene.reflection, rs.look,
+                # A mirror shows a room, sharp and mirrored (a blurred other scene would make it look like
+                # reflective glass, which is labelled glass elsewhere).
+                refl = mirror_src if s.mirror else scene.reflection
+                shade_pane(img, pm, box, Hinv, s.pose.view_cosine, s.extent, behind, refl, rs.look,
                            dirt, mirror=s.mirror)
                 label[pm] = mirror_value if s.mirror else s.label
             if s.framed:
@@ -162,7 +169,8 @@ class ProceduralEngine:
                 paint_solid(img, sm, rs.frame_rgb * np.float32(0.9), rng)
                 label[sm] = 0
         for m, rgb in scene.occluders:
-            img[m] = rgb[m]
+            _contact_shadow(img, m)
+            np.copyto(img, rgb, where=m[..., None])
             label[m] = 0
         params: Dict = {}
         if scene.camera_effects:
@@ -199,7 +207,7 @@ class ProceduralEngine:
         probs = np.array([KIND_PROBS[KINDS.index(k)] for k in o.kinds], dtype=np.float64)
         kind = str(rng.choice(list(o.kinds), p=probs / probs.sum()))
         negative_image = bool(rng.random() < o.negative_prob)
-        negative_kinds = [k for k in ("door", "window", "partition") if k in o.kinds]
+        negative_kinds = [k for k in ("door", "window") if k in o.kinds]
         if negative_image and negative_kinds and kind not in negative_kinds:
             # Only structures that have a plausible glass-free twin (open doorway, empty frame, wall mirror).
             kind = str(rng.choice(negative_kinds))
@@ -223,17 +231,17 @@ class ProceduralEngine:
         # Hard negatives: turn structures into open frames / mirrors, or add a picture frame.
         negatives: List[str] = []
         for s in surfaces:
-            if s.kind not in ("door", "window", "partition"):
-                continue  # façades, shop fronts, railings and cases are always glass
+            if s.kind not in ("door", "window"):
+                continue  # façades, shop fronts, partitions, railings and cases are always glass
             if negative_image or rng.random() < 0.03:
                 # A real clean window *is* glass even when it shows no reflection, so a glass-free twin must not
                 # look like one: negatives are single openings (no mullions, handles or kick plates) — an open
-                # doorway, or a framed wall mirror / mirror wall.
+                # doorway, or a framed wall mirror.
                 u0, v0, u1, v1 = s.extent
-                fr = 0.0 if s.kind == "partition" else min(0.08, 0.1 * (u1 - u0))
+                fr = min(0.08, 0.1 * (u1 - u0))
                 s.panes = [(u0 + fr, v0 + fr, u1 - fr, v1 - (0.0 if s.kind == "door" else fr))]
                 s.solid = []
-                s.framed = s.kind != "partition"
+                s.framed = True
                 if s.kind == "door" and rng.random() < 0.7:
                     s.open_frame, s.through = True, "other"
                     negatives.append("open_doorway")
@@ -256,7 +264,10 @@ class ProceduralEngine:
                 wk = str(rng.choice(WALL_TEXTURES))
                 rs.wall_tex = texture(rng, wk, 128, 128)
                 rs.wall_tex_units = float(rng.uniform(1.0, 3.0)) if wk != "plaster" else 6.0
-            if s.through == "other":
+            if s.mirror:
+                # What a wall mirror shows: the room behind the camera, sharp (see render_scene).
+                rs.behind, _ = procedural_scene(rng, h, w, "room")
+            elif s.through == "other":
                 if s.kind in ("facade", "shopfront"):
                     inner, _ = self.backgrounds.sample(rng, h, w, prefer="room")
                     inner = inner * np.float32(rng.uniform(0.25, 0.7))  # interiors look dark from outside
@@ -528,4 +539,29 @@ class ProceduralEngine:
             "mirror": s.mirror,
             "look": rs.look.to_json(),
         }
+
+
+def _contact_shadow(img: np.ndarray, mask: np.ndarray, strength: float = 0.35) -> None:
+    """Darken a soft ellipse under an object's base (colours only: shadows never change labels)."""
+    import cv2
+
+    rows = np.flatnonzero(mask.any(axis=1))
+    if len(rows) == 0:
+        return
+    bottom = int(rows[-1])
+    cols = np.flatnonzero(mask[max(bottom - 3, 0):bottom + 1].any(axis=0))
+    if len(cols) == 0:
+        return
+    cols_all = np.flatnonzero(mask.any(axis=0))
+    half_w = max(2, int(0.6 * (cols_all[-1] - cols_all[0] + 1)))
+    cx = int((cols[0] + cols[-1]) // 2)
+    h, w = mask.shape
+    y0, y1 = max(bottom - half_w // 3, 0), min(bottom + half_w // 3 + 1, h)
+    x0, x1 = max(cx - half_w * 2, 0), min(cx + half_w * 2 + 1, w)
+    if y1 <= y0 or x1 <= x0:
+        return
+    patch = np.zeros((y1 - y0, x1 - x0), np.float32)
+    cv2.ellipse(patch, (cx - x0, bottom - y0), (half_w, max(1, half_w // 8)), 0, 0, 360, 1.0, -1)
+    patch = cv2.GaussianBlur(patch, (0, 0), max(1.0, half_w / 10))
+    img[y0:y1, x0:x1] *= (1.0 - strength * patch)[..., None]
 
