@@ -220,10 +220,21 @@ def test_user_errors_exit_2(tmp_path, weights, capsys):
     Image.fromarray(photo(40, 40)).save(img)
     code, _, err = _run(capsys, img, "--model", "gem-does-not-exist", "-o", tmp_path / "o")
     assert code == 2 and "available models" in err
-    code, _, err = _run(capsys, img, "-o", tmp_path / "o")
-    assert code == 2 and "no model given" in err
+    code, _, err = _run(capsys, img, "--config", "gem-nope", "-o", tmp_path / "o")
+    assert code == 2 and "gem-nope" in err
     code, _, err = _run(capsys, img, "-w", tmp_path / "nothing.pth", "-o", tmp_path / "o")
     assert code == 2 and "not found" in err
     code, _, err = _run(capsys, tmp_path / "nothing_here", "-w", weights, "-o", tmp_path / "o", "-q")
     assert code == 1 and "nothing_here" in err
     assert not os.path.exists(tmp_path / "o" / "nothing_here.png")
+
+
+@pytest.mark.slow
+def test_readme_quick_start_command(tmp_path, capsys):
+    """`gem predict <bundled example> --output DIR` with nothing else: full-size GEM-Tiny, random, loudly warned."""
+    example = Path(__file__).resolve().parents[2] / "src" / "gemseg" / "assets" / "examples" / "glass_room.jpg"
+    code, _, err = _run(capsys, example, "--output", tmp_path / "predictions", "-q")
+    assert code == 0
+    assert "RANDOMLY INITIALISED" in err and "size 384" in err
+    mask = np.asarray(Image.open(tmp_path / "predictions" / "glass_room.png"))
+    assert mask.shape == (416, 640) and set(np.unique(mask)) <= {0, 255}

@@ -22,7 +22,7 @@ def add_parser(subparsers, name: str, help_text: str) -> argparse.ArgumentParser
         "memory is per case. See docs/inference.md for exactly what FPS means.",
     )
     g = p.add_argument_group("model")
-    g.add_argument("--config", "-c", help="official GEM YAML config (not needed for a gemseg .safetensors)")
+    g.add_argument("--config", "-c", help="official GEM YAML config or shipped name (default without weights: gem-tiny)")
     g.add_argument("--weights", "-w", help="weights (.pth/.pkl/.safetensors/.onnx); none = random init (timing only)")
     g.add_argument("--model", "-m", metavar="NAME", help="a bundled model by name")
     g.add_argument("--opts", nargs=argparse.REMAINDER, default=[], metavar="KEY VALUE",
@@ -47,6 +47,13 @@ def add_parser(subparsers, name: str, help_text: str) -> argparse.ArgumentParser
     return p
 
 
+def _config_arg(config):
+    """Absolute path for files (the subprocess may run elsewhere); shipped names stay names."""
+    if config is None:
+        return None
+    return str(Path(config).resolve()) if Path(config).exists() else str(config)
+
+
 def run(args) -> int:
     from gemseg.inference.bench import format_table, run_case, run_case_subprocess
 
@@ -61,8 +68,11 @@ def run(args) -> int:
         if not Path(args.weights).exists():
             raise GemsegError(f"weights file not found: {args.weights}")
         weights = str(Path(args.weights).resolve())
-    if weights is None and not args.config:
-        raise GemsegError("no model given: pass --config (random weights are fine for timing), --weights or --model")
+    config = args.config
+    if weights is None and not config:
+        from gemseg.cli.predict import DEFAULT_CONFIG
+
+        config = DEFAULT_CONFIG
     if args.image and not Path(args.image).is_file():
         raise GemsegError(f"image not found: {args.image}")
     variants = [(b, True) for b in args.backends]
@@ -77,11 +87,11 @@ def run(args) -> int:
         if backend == "onnxruntime" and precision != "fp32":
             continue
         spec = {
-            "weights": weights, "config": str(Path(args.config).resolve()) if args.config else None,
+            "weights": weights, "config": _config_arg(config),
             "opts": args.opts or None, "size": size, "device": device, "precision": precision, "backend": backend,
             "optimize": optimize, "batch": batch, "runs": args.runs, "warmup": args.warmup, "threads": args.threads,
             "image": str(Path(args.image).resolve()) if args.image else None, "e2e": not args.network_only,
-            "label": Path(weights or args.config).stem, "omp_passive": args.omp_passive,
+            "label": Path(weights or config).stem, "omp_passive": args.omp_passive,
         }
         print(f"gem bench: {backend}{'' if optimize else ' (plain)'} {device} {precision} size={size or 'cfg'} "
               f"batch={batch} ...", file=sys.stderr, flush=True)

@@ -14,12 +14,16 @@ from pathlib import Path
 
 from gemseg.errors import GemsegError
 
+DEFAULT_CONFIG = "gem-tiny"  # architecture used when neither --config nor --weights/--model is given
+
 
 def add_model_arguments(p: argparse.ArgumentParser, precision: bool = True) -> None:
     """Model selection shared by predict and bench."""
     g = p.add_argument_group("model")
-    g.add_argument("--config", "-c", help="official GEM YAML config (not needed for a gemseg .safetensors)")
-    g.add_argument("--weights", "-w", help="official .pth/.pkl, SAM/MobileSAM .pth, gemseg .safetensors or .onnx")
+    g.add_argument("--config", "-c", help="official GEM YAML config or a shipped name (gem-tiny, gem-base, ...); "
+                   "not needed for a gemseg .safetensors; default without weights: gem-tiny (random init)")
+    g.add_argument("--weights", "-w", help="official .pth/.pkl, SAM/MobileSAM .pth, gemseg .safetensors or .onnx; "
+                   "none: random weights (a loud warning; masks are meaningless)")
     g.add_argument("--model", "-m", metavar="NAME", help="a bundled model by name (see gemseg/assets/models)")
     g.add_argument("--size", type=int, help="network input size (e.g. 384 or 1024; default: the config's)")
     g.add_argument("--device", default="auto", help="auto | cpu | cuda[:N] | mps (default: auto)")
@@ -52,13 +56,8 @@ def model_source(args):
         if not Path(args.weights).exists():
             raise GemsegError(f"weights file not found: {args.weights}")
         return Path(args.weights), args.config
-    if not args.config:
-        from gemseg.inference.predictor import available_models
-
-        names = available_models()
-        hint = f" (bundled: {', '.join(names)})" if names else " (no model is bundled in this version)"
-        raise GemsegError("no model given: pass --config and --weights, or --model NAME" + hint)
-    return None, args.config
+    # no weights: the default architecture (GEM-Tiny), randomly initialised -- the caller warns loudly
+    return None, args.config or DEFAULT_CONFIG
 
 
 def build_segmentor(args, tta: bool = False, threshold=None, batch_size: int = 1):
