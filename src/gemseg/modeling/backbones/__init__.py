@@ -9,30 +9,34 @@ from typing import Any, Callable, Dict
 
 from torch import nn
 
+from .efficientnet_lite import EfficientNetLiteBackbone, build_efficientnet_lite0_backbone
 from .pyramid import LayerNorm2d, PyramidBackbone
 from .tiny_vit import TinyViTBackbone, build_tiny_vit_backbone
 from .vit import ViTBackbone, build_vit_b_backbone
 
 __all__ = [
     "BACKBONES",
+    "EfficientNetLiteBackbone",
     "LayerNorm2d",
     "PyramidBackbone",
     "TinyViTBackbone",
     "ViTBackbone",
     "build_backbone",
+    "build_efficientnet_lite0_backbone",
     "build_tiny_vit_backbone",
     "build_vit_b_backbone",
 ]
 
 # Official config names (MODEL.BACKBONE.NAME) -> builder.
-BACKBONES: Dict[str, Callable[..., PyramidBackbone]] = {
+BACKBONES: Dict[str, Callable[..., nn.Module]] = {
     "D2TinyViT": build_tiny_vit_backbone,
     "D2BaseViT": build_vit_b_backbone,
+    "EfficientNetLite0": build_efficientnet_lite0_backbone,  # gemseg's GEM-Lite (not in the paper)
 }
 
 
 def build_backbone(name: str, img_size: int, **kwargs: Any) -> nn.Module:
-    """Build a backbone by its official config name ("D2TinyViT" or "D2BaseViT") for img_size x img_size input.
+    """Build a backbone by its config name ("D2TinyViT", "D2BaseViT" or "EfficientNetLite0") for img_size input.
 
     Extra keyword arguments (e.g. ``drop_path_rate``) go to the builder.
     """
