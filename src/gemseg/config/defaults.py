@@ -204,11 +204,17 @@ _C.SOLVER.CLIP_GRADIENTS.CLIP_VALUE = 0.01
 _C.SOLVER.CLIP_GRADIENTS.NORM_TYPE = 2.0
 _C.SOLVER.AMP = CN()
 _C.SOLVER.AMP.ENABLED = False
+_C.SOLVER.AMP.DTYPE = ""  # gemseg: "float16" | "bfloat16"; "" = float16 on CUDA (with GradScaler), bfloat16 elsewhere
 _C.SOLVER.GRAD_ACCUM_STEPS = 1  # gemseg: micro-batches per optimizer step (emulates a larger batch)
+_C.SOLVER.CHECKPOINT_KEEP_LAST = 0  # gemseg: keep the newest K periodic checkpoints (0 = all, as detectron2)
+_C.SOLVER.LOG_PERIOD = 20  # gemseg: iterations between metrics.jsonl rows / console lines (detectron2: 20)
+_C.SOLVER.NONFINITE_PATIENCE = 5  # gemseg: stop after this many consecutive steps with a non-finite loss/gradient
+_C.SOLVER.SYNC_BN = False  # gemseg: convert BatchNorm to SyncBatchNorm under multi-process training
 
 _C.TEST = CN()
 _C.TEST.EVAL_PERIOD = 1000
 _C.TEST.DETECTIONS_PER_IMAGE = 100
+_C.TEST.EVAL_MAX_IMAGES = 0  # gemseg: periodic evaluation on the first N test images only (0 = all)
 _C.TEST.AUG = CN()
 _C.TEST.AUG.ENABLED = False
 _C.TEST.AUG.MIN_SIZES = (384,)
