@@ -129,8 +129,49 @@ def run_case(spec: Dict[str, Any]) -> Dict[str, Any]:
     return result
 
 
+def export_for_case(spec: Dict[str, Any], onnx_path: Path) -> None:
+    """Export the case's model (same seed, so the same random weights) to ``onnx_path``, in this process."""
+    import torch
+
+    from gemseg.inference.onnx_export import export_onnx
+    from gemseg.modeling.build import load_model
+
+    torch.manual_seed(int(spec.get("seed", 0)))
+    opts = list(spec.get("opts") or [])
+    if spec.get("size"):
+        opts += ["MODEL.BACKBONE.IMG_SIZE", str(spec["size"]), "INPUT.MIN_SIZE_TEST", str(spec["size"])]
+    model = load_model(spec.get("config"), weights=spec.get("weights"), device="cpu", opts=opts or None)
+    export_onnx(model, onnx_path, random_init=spec.get("weights") is None)
+
+
 def run_case_subprocess(spec: Dict[str, Any], timeout: Optional[float] = None) -> Dict[str, Any]:
-    """Run :func:`run_case` in a fresh Python process (so peak memory is per case)."""
+    """Run :func:`run_case` in a fresh Python process (so peak memory is per case).
+
+    For the ONNX Runtime backend the model is first exported in another subprocess, so that the measured process
+    holds only the ONNX Runtime session (not the PyTorch model and the exporter's memory).
+    """
+    weights = spec.get("weights")
+    if spec.get("backend") == "onnxruntime" and not str(weights or "").endswith(".onnx"):
+        import tempfile
+
+        tmpdir = Path(tempfile.mkdtemp(prefix="gem-bench-onnx-"))
+        onnx_path = tmpdir / "model.onnx"
+        try:
+            proc = subprocess.run([sys.executable, "-m", "gemseg.inference.bench", "--export", json.dumps(spec),
+                                   str(onnx_path)], capture_output=True, text=True, timeout=timeout)
+            if proc.returncode != 0 or not onnx_path.exists():
+                err = (proc.stderr or "").strip().splitlines()
+                return {"error": "export: " + (err[-1] if err else f"exit code {proc.returncode}"),
+                        "label": spec.get("label", "")}
+            child = dict(spec, weights=str(onnx_path), config=None, size=None, opts=None)
+            result = run_case_subprocess(child, timeout)
+            if "random_init" in result:
+                result["random_init"] = weights is None
+            return result
+        finally:
+            import shutil
+
+            shutil.rmtree(tmpdir, ignore_errors=True)
     cmd = [sys.executable, "-m", "gemseg.inference.bench", json.dumps(spec)]
     env = dict(os.environ)
     if spec.get("threads"):
@@ -178,6 +219,13 @@ def _main(argv: List[str]) -> int:  # python -m gemseg.inference.bench '<json sp
     import logging
 
     logging.getLogger("gemseg").setLevel(logging.ERROR)
+    if argv and argv[0] == "--export":  # python -m gemseg.inference.bench --export '<spec>' out.onnx
+        try:
+            export_for_case(json.loads(argv[1]), Path(argv[2]))
+        except Exception as e:  # noqa: BLE001
+            print(f"{type(e).__name__}: {e}", file=sys.stderr)
+            return 1
+        return 0
     spec = json.loads(argv[0])
     try:
         result = run_case(spec)
