@@ -370,11 +370,24 @@ def train(cfg: Any, resume: bool = False, stop_at: Optional[int] = None) -> Dict
                 du.barrier()
             if stop_at is not None and done >= stop_at and not is_last:
                 break  # as if killed here: nothing more is written
+        if info.enabled:
+            _check_ranks_agree(model, info)
     finally:
         log.close()
     return {"iteration": it if max_iter > start_iter else start_iter - 1, "last_metrics": last_row,
             "eval": last_eval, "output_dir": str(out_dir), "final_checkpoint": str(final_path) if final_path else None,
             "seed": seed, "skipped_steps": skipped}
+
+
+def _check_ranks_agree(model: torch.nn.Module, info: du.DistInfo) -> None:
+    """DDP keeps replicas identical; verify it once at the end (a float64 checksum per rank)."""
+    checksum = float(sum(p.detach().double().sum().item() for p in model.parameters()))
+    sums: List[Any] = [None] * info.world_size
+    dist.all_gather_object(sums, checksum)
+    if len(set(sums)) != 1:
+        raise GemsegError(f"model replicas diverged across ranks (parameter checksums {sums})")
+    if info.is_main:
+        logger.info("parameters identical on all %d ranks (checksum %.6f)", info.world_size, checksum)
 
 
 # ---------------------------------------------------------------------------------------------------------------
