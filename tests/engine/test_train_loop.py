@@ -63,6 +63,8 @@ def test_overfits_four_images_and_beats_the_all_glass_baseline(tmp_path):
 def resume_runs(tmp_path_factory):
     """Run A: 4 iterations straight. Run B: the same, killed after iteration 3 of 4 (checkpoint at 2), then
     resumed with resume=True (and a DataLoader worker, to show the data do not depend on workers)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # module-scoped: the per-test one-thread fixture is not active here
     root = tmp_path_factory.mktemp("resume")
     data = make_dataset(root / "data", n=3, size=64)
     common = ("SOLVER.MAX_ITER", "4", "INPUT.MIN_SIZE_TRAIN", "(64, 96)", "INPUT.COLOR_AUG_SSD", "True")
@@ -74,6 +76,7 @@ def resume_runs(tmp_path_factory):
               "rows": [r["iteration"] for r in _loss_rows(root / "b")]}
     b.merge_from_list(["DATALOADER.NUM_WORKERS", "1"])
     train(b, resume=True)
+    torch.set_num_threads(threads)
     return root, a, b, killed
 
 
@@ -214,3 +217,27 @@ def test_resume_refuses_a_model_only_checkpoint(tmp_path):
     (out / "last_checkpoint").write_text("model_final.pth")
     with pytest.raises(CheckpointError, match="no trainer state"):
         train(cfg, resume=True)
+
+
+def test_backbone_init_from_model_weights_and_bf16_autocast_on_cpu(tmp_path, caplog, capsys):
+    """MODEL.WEIGHTS holding only backbone.* tensors (a converted MobileSAM .pkl has this shape) initialises the
+    backbone and leaves the head random, reported in the log — the official run scripts' initialisation; the
+    run itself uses bfloat16 autocast on CPU."""
+    data = make_dataset(tmp_path / "data", n=2, size=64)
+    cfg = tiny_cfg(tmp_path / "out", data, "SOLVER.MAX_ITER", "1", "SOLVER.AMP.ENABLED", "True",
+                   "SOLVER.BASE_LR", "0.0")
+    torch.manual_seed(123)
+    donor = build_model(cfg).state_dict()
+    backbone = {k: v for k, v in donor.items() if k.startswith("backbone.")}
+    torch.save({"model": backbone}, tmp_path / "backbone.pth")
+    cfg.merge_from_list(["MODEL.WEIGHTS", str(tmp_path / "backbone.pth")])
+    with caplog.at_level("INFO", logger="gemseg.train"):
+        summary = train(cfg)
+    assert "initial weights: loaded" in caplog.text and "randomly initialised" in caplog.text
+    assert "AMP bfloat16" in capsys.readouterr().err
+    final = _weights(tmp_path / "out" / "model_final.pth")
+    # LR 0: the parameters are exactly the initialisation
+    assert torch.equal(final["backbone.neck.0.weight"], donor["backbone.neck.0.weight"])
+    assert not torch.equal(final["sem_seg_head.predictor.class_embed.weight"],
+                           donor["sem_seg_head.predictor.class_embed.weight"])
+    assert np.isfinite(summary["last_metrics"]["total_loss"])

@@ -52,17 +52,17 @@ class TrainLogger:
         max_iter: total iterations (for the ETA and the bar).
         start_iter: first iteration of this run (> 0 on resume: later rows are dropped from the JSONL).
         enabled: False on ranks other than 0 (everything becomes a no-op).
-        stream: console stream (stderr).
+        stream: console stream (default: ``sys.stderr`` at construction).
         tensorboard: write TensorBoard events when the ``tensorboard`` package is installed.
     """
 
     def __init__(self, output_dir: Path, max_iter: int, start_iter: int = 0, enabled: bool = True,
-                 stream: TextIO = sys.stderr, tensorboard: bool = True) -> None:
+                 stream: Optional[TextIO] = None, tensorboard: bool = True) -> None:
         self.dir = Path(output_dir)
         self.max_iter = max_iter
         self.start_iter = start_iter
         self.enabled = enabled
-        self.stream = stream
+        self.stream = stream if stream is not None else sys.stderr  # looked up now: callers may redirect it
         self.jsonl = self.dir / "metrics.jsonl"
         self._t0 = time.perf_counter()
         self._iters_timed = 0

@@ -311,7 +311,7 @@ def train(cfg: Any, resume: bool = False, stop_at: Optional[int] = None) -> Dict
             lr = float(cfg.SOLVER.BASE_LR) * scheduler.multiplier(it)  # the head's LR of this step
             with warnings.catch_warnings():
                 # the schedule is per iteration, skipped steps included (torch warns when the first step skipped)
-                warnings.filterwarnings("ignore", message="Detected call of `lr_scheduler.step()`")
+                warnings.filterwarnings("ignore", message=r"Detected call of `lr_scheduler\.step\(\)`")
                 scheduler.step()
             step_times.append(time.perf_counter() - t_start)
 
