@@ -119,3 +119,11 @@ def test_torchrun_launch(tmp_path):
     print(f"torchrun 2×gloo, 2 iterations: {elapsed:.1f}s")
     assert "parameters identical on all 2 ranks" in proc.stderr
     assert (out / "model_final.pth").is_file()
+
+
+def test_missing_test_dataset_fails_before_training(capsys, tmp_path):
+    data = make_dataset(tmp_path / "d", n=1, size=32)
+    _one_line_error(capsys, ["train", "--config-file", "gem-tiny", "DATASETS.TRAIN", f"('{data}',)",
+                             "DATASETS.TEST", f"('{tmp_path / 'nope'}',)", "OUTPUT_DIR", str(tmp_path / "o")],
+                    "TEST.EVAL_PERIOD 0")
+    assert not (tmp_path / "o").exists()

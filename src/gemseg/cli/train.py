@@ -23,6 +23,8 @@ from gemseg.errors import GemsegError
 def add_parser(subparsers, name: str, help_text: str) -> argparse.ArgumentParser:
     """Register ``gem train`` on the dispatcher's sub-parsers."""
     p = subparsers.add_parser(name, help=help_text, description=__doc__.split("\n\n")[0],
+                              usage="gem train --config-file FILE [--num-gpus N] [--resume] [--eval-only] "
+                                    "[options] [KEY VALUE ...]",
                               epilog="\n\n".join(__doc__.split("\n\n")[1:]),
                               formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--config-file", required=True, metavar="FILE",
@@ -107,6 +109,7 @@ def run(args: argparse.Namespace) -> int:
     """Run ``gem train``; returns 0 on success."""
     from gemseg.engine import distributed as du
     from gemseg.engine.data import per_rank_batch_size, resolve_train_dataset
+    from gemseg.engine.train_loop import resolve_eval_dataset
 
     _setup_logging(args.verbose)
     cfg = _config(args)
@@ -116,8 +119,9 @@ def run(args: argparse.Namespace) -> int:
         raise GemsegError(f"--num-gpus must be >= 1, got {args.num_gpus}")
     world = args.num_gpus if du.env_world_size() <= 1 else du.env_world_size()
     # fail fast, in the launching process, with one-line errors: dataset and batch split
-    resolve_train_dataset(cfg.DATASETS.TRAIN)
     per_rank_batch_size(int(cfg.SOLVER.IMS_PER_BATCH), int(cfg.SOLVER.GRAD_ACCUM_STEPS), world)
+    resolve_train_dataset(cfg.DATASETS.TRAIN)
+    resolve_eval_dataset(cfg)
     if args.num_gpus > 1 and str(cfg.MODEL.DEVICE).startswith("cuda"):
         import torch
 

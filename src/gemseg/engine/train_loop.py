@@ -197,7 +197,7 @@ def train(cfg: Any, resume: bool = False, stop_at: Optional[int] = None) -> Dict
                           "images are padded to exactly SIZE_DIVISIBILITY² (official mapper)")
     train_set = resolve_train_dataset(cfg.DATASETS.TRAIN)
     transform = build_train_transform(cfg)
-    eval_set = _resolve_eval_set(cfg)  # every rank resolves it (cheap) so that all agree when to evaluate
+    eval_set = resolve_eval_dataset(cfg)  # every rank resolves it (cheap) so that all agree when to evaluate
 
     # ---------------------------------------------------------------- optimizer, schedule, AMP
     optimizer = build_optimizer(model, cfg)
@@ -392,7 +392,7 @@ def _check_ranks_agree(model: torch.nn.Module, info: du.DistInfo) -> None:
 
 # ---------------------------------------------------------------------------------------------------------------
 # evaluation
-def _resolve_eval_set(cfg: Any):
+def resolve_eval_dataset(cfg: Any):
     """The first ``DATASETS.TEST`` dataset (None when there is none or ``TEST.EVAL_PERIOD`` <= 0)."""
     from gemseg.data.layouts import OFFICIAL_NAMES, resolve_dataset
 
