@@ -241,3 +241,19 @@ def test_backbone_init_from_model_weights_and_bf16_autocast_on_cpu(tmp_path, cap
     assert not torch.equal(final["sem_seg_head.predictor.class_embed.weight"],
                            donor["sem_seg_head.predictor.class_embed.weight"])
     assert np.isfinite(summary["last_metrics"]["total_loss"])
+
+
+def test_finetune_starts_from_a_full_gem_checkpoint(resume_runs, tmp_path):
+    """MODEL.WEIGHTS = a GEM model_final.pth initialises the whole model (pre-train on S-GSD → fine-tune)."""
+    root, a, _, _ = resume_runs
+    src = root / "a" / "model_final.pth"
+    cfg = a.clone()
+    cfg.merge_from_list(["OUTPUT_DIR", str(tmp_path / "ft"), "MODEL.WEIGHTS", str(src), "SOLVER.MAX_ITER", "1",
+                         "SOLVER.BASE_LR", "0.0", "SOLVER.CHECKPOINT_KEEP_LAST", "0"])
+    train(cfg)
+    before, after = _weights(src), _weights(tmp_path / "ft" / "model_final.pth")
+    model = build_model(cfg)
+    for name, _ in model.named_parameters():
+        assert torch.equal(before[name], after[name]), name
+    # a fresh run: its own iteration count, not the source's
+    assert load_training_state(tmp_path / "ft" / "model_final.pth")["iteration"] == 0

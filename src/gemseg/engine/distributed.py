@@ -15,6 +15,7 @@ target masks (``average_num_masks``) and DDP averages the gradients, so N ranks 
 """
 from __future__ import annotations
 
+import datetime
 import os
 import socket
 from dataclasses import dataclass
@@ -62,7 +63,10 @@ def init_from_env(device_type: str) -> DistInfo:
         backend = "nccl" if device_type == "cuda" else "gloo"
         if device_type == "cuda":
             torch.cuda.set_device(local_rank)
-        dist.init_process_group(backend=backend, init_method="env://", rank=rank, world_size=world)
+        # rank 0 evaluates alone while the others wait in a collective: allow a long evaluation (the default
+        # NCCL timeout of 10 minutes would kill the job during a full-size CPU-side evaluation)
+        dist.init_process_group(backend=backend, init_method="env://", rank=rank, world_size=world,
+                                timeout=datetime.timedelta(hours=2))
     return DistInfo(rank, world, local_rank)
 
 

@@ -42,7 +42,7 @@ from gemseg.io.atomic import atomic_write_bytes
 from gemseg.losses.criterion import build_criterion, weighted_total
 from gemseg.losses.denoising import dn_post_process, prepare_for_dn
 from gemseg.modeling.build import build_model, model_input_size
-from gemseg.modeling.checkpoint import apply_checkpoint, read_checkpoint
+from gemseg.modeling.checkpoint import Checkpoint, apply_checkpoint, read_checkpoint
 
 logger = logging.getLogger("gemseg.train")
 
@@ -99,9 +99,12 @@ def choose_seed(cfg: Any) -> int:
     return int(du.broadcast_object(seed))
 
 
-def load_initial_weights(model: torch.nn.Module, cfg: Any) -> Optional[str]:
-    """Initialise from ``MODEL.WEIGHTS`` as the official run scripts do (MobileSAM / SAM-ViT-B ``.pkl`` → backbone,
-    head random; a GEM checkpoint → the whole model). Returns the load report text (None: nothing loaded)."""
+def read_initial_weights(cfg: Any) -> Optional[Checkpoint]:
+    """Read ``MODEL.WEIGHTS`` (None when empty or a detectron2 model-zoo URL, with a warning).
+
+    A GEM checkpoint of the older official variant (learned ``query_feat``, FPN adapter) sets the config's variant
+    flags, so that the model is built to match it (as :func:`gemseg.load_model` does).
+    """
     weights = str(cfg.MODEL.WEIGHTS or "")
     if not weights:
         logger.warning("MODEL.WEIGHTS is empty: training GEM from random initialisation")
@@ -112,6 +115,14 @@ def load_initial_weights(model: torch.nn.Module, cfg: Any) -> Optional[str]:
                        "pass mobile_sam.pkl / sam_vit_b_01ec64_wopos.pkl or a GEM checkpoint", weights)
         return None
     ckpt = read_checkpoint(weights)
+    ckpt.configure(cfg)
+    return ckpt
+
+
+def load_initial_weights(model: torch.nn.Module, ckpt: Checkpoint, cfg: Any) -> str:
+    """Initialise as the official run scripts do: MobileSAM / SAM-ViT-B (``.pkl``/``.pt``/``.pth``) → the backbone,
+    the head stays random (listed in the report); a GEM checkpoint → the whole model (fine-tuning). Strict: a
+    backbone of the wrong kind is an error, not a silent partial load. Returns the load report text."""
     report = apply_checkpoint(model, ckpt, strict=True, pos_embed_policy=cfg.MODEL.BACKBONE.POS_EMBED_POLICY)
     return str(report)
 
@@ -178,10 +189,11 @@ def train(cfg: Any, resume: bool = False, stop_at: Optional[int] = None) -> Dict
     seed_everything(seed + info.rank)
 
     # ---------------------------------------------------------------- model, criterion
+    init_ckpt = read_initial_weights(cfg) if state is None else None
     model = build_model(cfg)
-    if state is None:
-        report = load_initial_weights(model, cfg)
-        if report and info.is_main:
+    if init_ckpt is not None:
+        report = load_initial_weights(model, init_ckpt, cfg)
+        if info.is_main:
             logger.info("initial weights: %s", report)
     if cfg.SOLVER.SYNC_BN and info.enabled:
         model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
