@@ -207,6 +207,10 @@ def train(cfg: Any, resume: bool = False, stop_at: Optional[int] = None) -> Dict
     if pad != size:
         raise ConfigError(f"INPUT.SIZE_DIVISIBILITY ({pad}) must equal the model input size ({size}): training "
                           "images are padded to exactly SIZE_DIVISIBILITY² (official mapper)")
+    queries = int(cfg.MODEL.MaskDINO.NUM_OBJECT_QUERIES)
+    if cfg.MODEL.MaskDINO.QUERY_PROPOSAL and (size // 16) ** 2 < queries:
+        raise ConfigError(f"GEM's query proposal picks {queries} queries from the stride-16 map of a {size}² input "
+                          f"({(size // 16) ** 2} locations): lower MODEL.MaskDINO.NUM_OBJECT_QUERIES or raise the size")
     train_set = resolve_train_dataset(cfg.DATASETS.TRAIN)
     transform = build_train_transform(cfg)
     eval_set = resolve_eval_dataset(cfg)  # every rank resolves it (cheap) so that all agree when to evaluate
