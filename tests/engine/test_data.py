@@ -89,3 +89,17 @@ def test_train_dataset_names(tmp_path, monkeypatch):
     assert len(both) == 4
     with pytest.raises(ConfigError, match="empty"):
         resolve_train_dataset(())
+
+
+def test_a_bad_pair_is_one_error_naming_it(tmp_path):
+    from PIL import Image
+
+    from gemseg.engine.data import TrainDataError
+
+    root = make_dataset(tmp_path / "data", n=1, size=32)
+    mask = next((root / "annotations_zero_one" / "training").glob("*.png"))
+    Image.fromarray(np.zeros((20, 20), np.uint8)).save(mask)  # size differs from the image
+    ds = resolve_dataset(root, split="training")
+    cfg = get_config("gem-tiny", tiny_opts(32))
+    with pytest.raises(TrainDataError, match="img_000"):
+        StreamDataset(ds, build_train_transform(cfg), seed=0)[0]

@@ -151,3 +151,20 @@ def test_scheduler_state_roundtrip():
     sched2.load_state_dict(sched.state_dict())
     opt2.load_state_dict(opt.state_dict())
     assert sched2.last_epoch == 5 and opt2.param_groups[0]["lr"] == pytest.approx(0.1)
+
+
+def test_resumed_schedule_follows_the_new_config():
+    """As detectron2: only the position is saved, so a resumed run with a longer MAX_ITER / moved STEPS uses them."""
+    short = get_config("gem-tiny", ["SOLVER.MAX_ITER", "10", "SOLVER.STEPS", "(5,)", "SOLVER.BASE_LR", "1.0"])
+    p = nn.Parameter(torch.zeros(1))
+    opt = torch.optim.AdamW([p], lr=1.0)
+    sched = build_lr_scheduler(opt, short)
+    for _ in range(6):
+        opt.step()
+        sched.step()
+    assert opt.param_groups[0]["lr"] == pytest.approx(0.1)
+    longer = get_config("gem-tiny", ["SOLVER.MAX_ITER", "100", "SOLVER.STEPS", "(50,)", "SOLVER.BASE_LR", "1.0"])
+    opt2 = torch.optim.AdamW([nn.Parameter(torch.zeros(1))], lr=1.0)
+    sched2 = build_lr_scheduler(opt2, longer)
+    sched2.load_state_dict(sched.state_dict())
+    assert sched2.last_epoch == 6 and opt2.param_groups[0]["lr"] == pytest.approx(1.0)

@@ -28,8 +28,12 @@ from torch.utils.data import DataLoader
 
 from gemseg.data.layouts import Dataset, load_mask_binary
 from gemseg.data.transforms import TrainTransform, make_targets
-from gemseg.errors import ConfigError
+from gemseg.errors import ConfigError, GemsegError
 from gemseg.io import read_image
+
+
+class TrainDataError(GemsegError):
+    """A training image/mask pair cannot be read or augmented (unreadable file, image/mask size mismatch…)."""
 
 
 @lru_cache(maxsize=4)
@@ -73,10 +77,14 @@ class StreamDataset(torch.utils.data.Dataset):
 
     def __getitem__(self, position: int) -> Dict[str, Any]:
         sample = self.sample_of(position)
-        image = read_image(sample.image)
-        glass, ignore = load_mask_binary(sample)
-        rng = np.random.default_rng([self.seed, int(position)])
-        image, label = self.transform(image, binary_label(glass, ignore), rng)
+        try:
+            image = read_image(sample.image)
+            glass, ignore = load_mask_binary(sample)
+            rng = np.random.default_rng([self.seed, int(position)])
+            image, label = self.transform(image, binary_label(glass, ignore), rng)
+        except (GemsegError, ValueError, OSError) as e:
+            # one message naming the pair (also survives the trip out of a DataLoader worker)
+            raise TrainDataError(f"training sample {sample.key} ({sample.image}, {sample.mask}): {e}") from None
         return {
             "image": torch.from_numpy(image).permute(2, 0, 1).contiguous(),
             "label": torch.from_numpy(label),

@@ -201,6 +201,18 @@ class WarmupLR(torch.optim.lr_scheduler.LRScheduler):
         m = self.multiplier(self.last_epoch)
         return [base * m for base in self.base_lrs]
 
+    def state_dict(self) -> Dict[str, Any]:
+        """Only the position (as detectron2's ``LRMultiplier``): the schedule's shape comes from the config, so a
+        resumed run may extend ``MAX_ITER`` or move ``STEPS``."""
+        return {"base_lrs": list(self.base_lrs), "last_epoch": int(self.last_epoch)}
+
+    def load_state_dict(self, state_dict: Dict[str, Any]) -> None:  # noqa: D102 - torch API
+        self.base_lrs = list(state_dict["base_lrs"])
+        self.last_epoch = int(state_dict["last_epoch"])
+        self._last_lr = self.get_lr()
+        for group, lr in zip(self.optimizer.param_groups, self._last_lr):
+            group["lr"] = lr
+
 
 def build_lr_scheduler(optimizer: torch.optim.Optimizer, cfg: Any) -> WarmupLR:
     """The scheduler named by ``SOLVER.LR_SCHEDULER_NAME``."""
