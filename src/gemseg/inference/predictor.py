@@ -230,7 +230,7 @@ class GlassSegmentor:
             if optimize:
                 from gemseg.inference.optimize import optimize_for_inference
 
-                model = optimize_for_inference(model)
+                model = optimize_for_inference(model, inplace=True)  # our own freshly loaded model: no copy
             seg = cls(model, device=dev, precision=precision, tta=tta, threshold=threshold, batch_size=batch_size)
         seg.random_init = random_init
         seg.source = str(weights) if weights is not None else "random init"
