@@ -16,6 +16,7 @@ python/numpy/torch RNG states and the run seed; the data stream is a pure functi
 from __future__ import annotations
 
 import contextlib
+import inspect
 import logging
 import math
 import os
@@ -183,6 +184,9 @@ def train(cfg: Any, resume: bool = False, stop_at: Optional[int] = None) -> Dict
         if "trainer" not in state:
             raise CheckpointError(f"{resume_path} has no trainer state (a model-only checkpoint cannot be "
                                   "resumed; start a new run with MODEL.WEIGHTS pointing to it)")
+    if not info.is_main:  # rank 0 speaks for the job
+        logging.getLogger("gemseg").setLevel(logging.ERROR)
+        warnings.filterwarnings("ignore")
     seed = int(state["trainer"]["seed"]) if state is not None else choose_seed(cfg)
     cfg.SEED = seed
     # each rank draws different matcher points / DN noise (as detectron2 seeds rank r with seed + r)
@@ -242,11 +246,16 @@ def train(cfg: Any, resume: bool = False, stop_at: Optional[int] = None) -> Dict
 
     net: torch.nn.Module = model
     if info.enabled:
-        # find_unused_parameters: the DN label embedding is unused in a step where no image has a target
+        # buffers (BatchNorm running statistics) stay per rank, as detectron2's broadcast_buffers=False; rank 0's
+        # are the ones saved. Newer torch renamed the switch.
+        no_buffer_sync = ({"forward_sync_buffers": False}
+                          if "forward_sync_buffers" in inspect.signature(
+                              torch.nn.parallel.DistributedDataParallel.__init__).parameters
+                          else {"broadcast_buffers": False})
         net = torch.nn.parallel.DistributedDataParallel(
-            model, device_ids=[device.index] if device.type == "cuda" else None, broadcast_buffers=False,
-            find_unused_parameters=True)
+            model, device_ids=[device.index] if device.type == "cuda" else None, **no_buffer_sync)
 
+    trainable = [p for p in model.parameters() if p.requires_grad]
     loader = build_train_loader(train_set, transform, seed, ims_per_batch, accum, info.rank, info.world_size,
                                 start_iter, max_iter, num_workers=int(cfg.DATALOADER.NUM_WORKERS),
                                 pin_memory=device.type == "cuda")
@@ -291,6 +300,11 @@ def train(cfg: Any, resume: bool = False, stop_at: Optional[int] = None) -> Dict
                     total = weighted_total(losses, weight_dict)
                     # mean over micro-batches: K micro-batches of b == one batch of K·b (up to the normalisers)
                     loss = total / accum
+                    if info.enabled:
+                        # DDP needs every parameter in every backward; the DN label embedding is unused in a
+                        # step without targets. A zero-weighted touch keeps the graph complete (gradient += 0)
+                        # and avoids find_unused_parameters' extra graph traversal on every step.
+                        loss = loss + 0.0 * sum(p.reshape(-1)[0] for p in trainable)
                     (scaler.scale(loss) if scaler is not None else loss).backward()
                 total_sum += total.detach()
                 for k, v in losses.items():
