@@ -130,6 +130,10 @@ class Checkpointer:
             raise CheckpointError(f"{marker} names {name!r}, which does not exist in {self.dir}")
         return path
 
+    def last_checkpoint_exists(self) -> bool:
+        """Whether ``output_dir`` holds a ``last_checkpoint`` marker (a previous run)."""
+        return (self.dir / LAST_CHECKPOINT).is_file()
+
     def periodic_files(self) -> List[Path]:
         return sorted(p for p in self.dir.iterdir() if PERIODIC_RE.match(p.name)) if self.dir.is_dir() else []
 

@@ -172,9 +172,6 @@ def train(cfg: Any, resume: bool = False, stop_at: Optional[int] = None) -> Dict
     accum = int(cfg.SOLVER.GRAD_ACCUM_STEPS)
     ims_per_batch = int(cfg.SOLVER.IMS_PER_BATCH)
     batch_per_rank = per_rank_batch_size(ims_per_batch, accum, info.world_size)
-    if info.is_main:
-        out_dir.mkdir(parents=True, exist_ok=True)
-        atomic_write_bytes(out_dir / "config.yaml", cfg.dump().encode())  # as detectron2: the resolved config
 
     # ---------------------------------------------------------------- resume point and seed
     state: Optional[Dict[str, Any]] = None
@@ -187,8 +184,14 @@ def train(cfg: Any, resume: bool = False, stop_at: Optional[int] = None) -> Dict
     if not info.is_main:  # rank 0 speaks for the job
         logging.getLogger("gemseg").setLevel(logging.ERROR)
         warnings.filterwarnings("ignore")
+    elif state is None and checkpointer.last_checkpoint_exists():
+        logger.warning("%s already holds a run (last_checkpoint): starting a new one over it; pass --resume to "
+                       "continue it instead", out_dir)
     seed = int(state["trainer"]["seed"]) if state is not None else choose_seed(cfg)
     cfg.SEED = seed
+    if info.is_main:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        atomic_write_bytes(out_dir / "config.yaml", cfg.dump().encode())  # as detectron2, with the run's seed
     # each rank draws different matcher points / DN noise (as detectron2 seeds rank r with seed + r)
     seed_everything(seed + info.rank)
 
@@ -228,7 +231,7 @@ def train(cfg: Any, resume: bool = False, stop_at: Optional[int] = None) -> Dict
     # ---------------------------------------------------------------- restore the training state
     start_iter, best_iou = 0, -math.inf
     if state is not None:
-        report = apply_checkpoint(model, read_checkpoint(resume_path), strict=True)
+        apply_checkpoint(model, read_checkpoint(resume_path), strict=True)
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
         if scaler is not None and "grad_scaler" in state:
