@@ -122,7 +122,9 @@ def run(args: argparse.Namespace) -> int:
     per_rank_batch_size(int(cfg.SOLVER.IMS_PER_BATCH), int(cfg.SOLVER.GRAD_ACCUM_STEPS), world)
     resolve_train_dataset(cfg.DATASETS.TRAIN)
     resolve_eval_dataset(cfg)
-    if args.num_gpus > 1 and str(cfg.MODEL.DEVICE).startswith("cuda"):
+    from gemseg.inference.devices import resolve_device
+
+    if args.num_gpus > 1 and resolve_device(str(cfg.MODEL.DEVICE) or "auto").type == "cuda":
         import torch
 
         if torch.cuda.device_count() < args.num_gpus:

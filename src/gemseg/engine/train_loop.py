@@ -162,7 +162,10 @@ def train(cfg: Any, resume: bool = False, stop_at: Optional[int] = None) -> Dict
     cfg = cfg.clone()
     cfg.defrost()
     # ---------------------------------------------------------------- processes, device, output folder
-    info = du.init_from_env("cuda" if str(cfg.MODEL.DEVICE).startswith("cuda") else "cpu")
+    from gemseg.inference.devices import resolve_device
+
+    # NCCL for CUDA (also when MODEL.DEVICE is "auto" on a GPU machine), gloo otherwise
+    info = du.init_from_env(resolve_device(str(cfg.MODEL.DEVICE) or "auto").type)
     device = resolve_train_device(str(cfg.MODEL.DEVICE), info)
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = bool(cfg.CUDNN_BENCHMARK)
