@@ -238,3 +238,20 @@ def test_readme_quick_start_command(tmp_path, capsys):
     assert "RANDOMLY INITIALISED" in err and "size 384" in err
     mask = np.asarray(Image.open(tmp_path / "predictions" / "glass_room.png"))
     assert mask.shape == (416, 640) and set(np.unique(mask)) <= {0, 255}
+
+
+def test_exif_rotation_16bit_and_palette_inputs(tmp_path, weights, capsys):
+    """Masks follow the displayed orientation (EXIF applied) and odd image modes are read, not rejected."""
+    folder = tmp_path / "odd"
+    folder.mkdir()
+    raw = Image.fromarray(photo(30, 50, seed=8))  # stored 50 wide × 30 high
+    exif = Image.Exif()
+    exif[0x0112] = 6  # rotate 90° clockwise for display → 30 wide × 50 high
+    raw.save(folder / "rotated.jpg", exif=exif.tobytes())
+    Image.fromarray((photo(20, 24, seed=9)[:, :, 0].astype(np.uint16) * 257)).save(folder / "deep16.png")
+    Image.fromarray(photo(22, 26, seed=10)).convert("P", palette=Image.ADAPTIVE).save(folder / "palette.png")
+    code, _, err = _run(capsys, folder, "-w", weights, "-o", tmp_path / "o", "-q")
+    assert code == 0, err
+    assert np.asarray(Image.open(tmp_path / "o" / "rotated.png")).shape == (50, 30)
+    assert np.asarray(Image.open(tmp_path / "o" / "deep16.png")).shape == (20, 24)
+    assert np.asarray(Image.open(tmp_path / "o" / "palette.png")).shape == (22, 26)
