@@ -16,15 +16,9 @@ from typing import Any, Optional, Sequence, Union
 import torch
 from torch import Tensor, nn
 
+from gemseg.modeling.layers import inverse_sigmoid  # one definition, shared with the decoder
+
 __all__ = ["inverse_sigmoid", "prepare_for_dn", "dn_post_process", "build_dn_attn_mask"]
-
-
-def inverse_sigmoid(x: Tensor, eps: float = 1e-5) -> Tensor:
-    """``log(x / (1 - x))`` with x clamped to [0, 1] and both terms to >= eps (MaskDINO ``utils.inverse_sigmoid``)."""
-    x = x.clamp(min=0, max=1)
-    x1 = x.clamp(min=eps)
-    x2 = (1 - x).clamp(min=eps)
-    return torch.log(x1 / x2)
 
 
 def build_dn_attn_mask(pad_size: int, single_pad: int, num_queries: int, device: torch.device) -> Tensor:
