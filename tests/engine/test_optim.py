@@ -114,7 +114,7 @@ def test_official_tiny_schedule_is_constant_warmup_then_two_drops():
 
 def test_steps_beyond_max_iter_are_dropped_with_a_warning(caplog):
     cfg = get_config("gem-base")  # MAX_ITER 10000, STEPS (16875, 18750): constant LR officially
-    with caplog.at_level(logging.WARNING):
+    with caplog.at_level(logging.WARNING, logger="gemseg"):
         lrs = _lrs(cfg, [0, 5000, 9999])
     assert "larger than SOLVER.MAX_ITER" in caplog.text
     assert lrs == {0: pytest.approx(5e-5), 5000: pytest.approx(5e-5), 9999: pytest.approx(5e-5)}

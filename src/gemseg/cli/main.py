@@ -63,8 +63,14 @@ def main(argv: Optional[List[str]] = None) -> int:
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
     if getattr(args, "_accepts_extra", False):
         args.extra = extra
+    import logging
+
     from gemseg.errors import GemsegError
 
+    # commands may quieten the library logger for their run; leave the process as we found it (tests and
+    # notebooks call main() in-process)
+    lib_logger = logging.getLogger("gemseg")
+    saved_level = lib_logger.level
     try:
         return int(args._run(args) or 0)
     except (GemsegError, CLIError) as e:
@@ -73,6 +79,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     except KeyboardInterrupt:
         print(f"\ngem {args.command}: interrupted", file=sys.stderr)
         return 130
+    finally:
+        lib_logger.setLevel(saved_level)
 
 
 if __name__ == "__main__":  # pragma: no cover
