@@ -117,8 +117,9 @@ def run(args: argparse.Namespace) -> int:
                   progress=not args.no_progress, limit=args.limit, s_measure=args.s_measure)
 
     if model_mode:
-        if not (args.config and args.weights):
-            raise GemsegError("model mode needs both --config and --weights")
+        if not args.weights:
+            raise GemsegError("model mode needs --weights (and --config, unless the weights are a gemseg "
+                              ".safetensors, which carries its config)")
         import gemseg  # imported here: prediction mode must work without the model code
 
         model = gemseg.load_model(args.config, weights=args.weights, device=args.device)
@@ -127,7 +128,7 @@ def run(args: argparse.Namespace) -> int:
         name = args.name or Path(args.weights).stem
         print("scoring the binary argmax mask (as the official GEM evaluator)" if not args.soft else
               "scoring the glass probability (--soft; official GEM scores the binary mask)", file=sys.stderr)
-        results = evaluate_model(model, dataset, soft=args.soft, source=f"{args.config} + {args.weights}", **common)
+        results = evaluate_model(model, dataset, soft=args.soft, source=f"{args.config or 'config in weights'} + {args.weights}", **common)
     else:
         name = args.name or Path(args.pred_dir).name
         results = evaluate_predictions(args.pred_dir, dataset, **common)
