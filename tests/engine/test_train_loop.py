@@ -31,13 +31,14 @@ def _loss_rows(out: Path) -> list:
 
 
 # ---------------------------------------------------------------------------------------------------------------
-def test_overfits_four_images_and_beats_the_all_glass_baseline(tmp_path):
-    data = make_dataset(tmp_path / "data", n=4, size=64, splits=("training", "validation"), same_images=True)
-    cfg = tiny_cfg(tmp_path / "out", data, "SOLVER.IMS_PER_BATCH", "4", "SOLVER.MAX_ITER", "40",
-                   "SOLVER.BASE_LR", "1e-3", "TEST.EVAL_PERIOD", "40", "SOLVER.LOG_PERIOD", "1")
+def test_overfits_eight_images_to_iou_090(tmp_path):
+    """Issue 5: a tiny config overfits 8 small synthetic images to IoU >= 0.9 within a couple of CPU minutes."""
+    data = make_dataset(tmp_path / "data", n=8, size=64, splits=("training", "validation"), same_images=True)
+    cfg = tiny_cfg(tmp_path / "out", data, "SOLVER.IMS_PER_BATCH", "4", "SOLVER.MAX_ITER", "80",
+                   "SOLVER.BASE_LR", "1e-3", "TEST.EVAL_PERIOD", "80", "SOLVER.LOG_PERIOD", "1")
     summary = train(cfg)
     rows = _loss_rows(tmp_path / "out")
-    assert [r["iteration"] for r in rows] == list(range(40))
+    assert [r["iteration"] for r in rows] == list(range(80))
     first = np.mean([r["total_loss"] for r in rows[:3]])
     last = np.mean([r["total_loss"] for r in rows[-3:]])
     print(f"overfit: total_loss {first:.2f} -> {last:.2f}; eval {summary['eval']}")
@@ -48,8 +49,8 @@ def test_overfits_four_images_and_beats_the_all_glass_baseline(tmp_path):
         lbl = np.array(Image.open(p))
         fractions.append((lbl == 1).mean())
     baseline = float(np.mean(fractions))
-    # measured on CPU: IoU 0.90 after 40 iterations (all-glass baseline ~0.25)
-    assert summary["eval"]["IoU"] > max(0.75, baseline + 0.3), (summary["eval"], baseline)
+    # measured on CPU: IoU 0.965 after 80 iterations (all-glass baseline ~0.25)
+    assert summary["eval"]["IoU"] >= 0.9 and summary["eval"]["IoU"] > baseline + 0.3, (summary["eval"], baseline)
     # the run left its logs and the loss curve
     out = tmp_path / "out"
     assert (out / "metrics.csv").read_text().startswith("iteration,")
