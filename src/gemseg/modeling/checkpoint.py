@@ -16,7 +16,6 @@ keys). Alias keys of shared modules (``_bbox_embed`` ≡ ``bbox_embed.i`` ≡ ``
 """
 from __future__ import annotations
 
-import io
 import logging
 import os
 import pickle
@@ -324,12 +323,13 @@ def apply_checkpoint(model: nn.Module, ckpt: Checkpoint, strict: bool = True,
     report = LoadReport(ckpt.path, ckpt.kind, notes=list(ckpt.notes))
     if ckpt.kind in ("sam", "backbone"):
         bb = {k[len("backbone."):]: v for k, v in sd.items()}
+        dropped: set = set()
         if hasattr(model.backbone, "adapt_state_dict"):
             before = set(bb)
             bb = model.backbone.adapt_state_dict(bb, policy=pos_embed_policy)
-            changed = sorted(before - set(bb))
-            if changed:
-                report.notes.append(f"position tables dropped (policy 'drop', official behaviour): {changed}")
+            dropped = before - set(bb)
+            if dropped:
+                report.notes.append(f"position tables dropped (policy 'drop', official behaviour): {sorted(dropped)}")
             elif pos_embed_policy == "interpolate":
                 resized = [k for k in before if k in bb and tuple(bb[k].shape) != tuple(ckpt.state_dict[
                     "backbone." + k].shape)]
@@ -343,7 +343,7 @@ def apply_checkpoint(model: nn.Module, ckpt: Checkpoint, strict: bool = True,
         pyramid_absent = [k for k in target if k.startswith(new_prefixes) and k not in sd]
         scope = [k for k in target if k.startswith("backbone.") and k not in pyramid_absent]
         report.random_init = pyramid_absent + [k for k in target if not k.startswith("backbone.")]
-        dropped_by_policy = {"backbone." + k for k in ckpt_keys_dropped(ckpt, bb)}
+        dropped_by_policy = {"backbone." + k for k in dropped}
     else:
         scope = list(target)
         dropped_by_policy = set()
@@ -371,11 +371,6 @@ def apply_checkpoint(model: nn.Module, ckpt: Checkpoint, strict: bool = True,
         raise CheckpointError(f"checkpoint does not fit the model:\n{report}{hint}")
     model.load_state_dict(to_load, strict=False)  # copy_ converts fp16 files to the model's dtype
     return report
-
-
-def ckpt_keys_dropped(ckpt: Checkpoint, adapted: Dict[str, Tensor]) -> List[str]:
-    """Backbone keys present in the file but removed by the position-table policy."""
-    return [k[len("backbone."):] for k in ckpt.state_dict if k[len("backbone."):] not in adapted]
 
 
 # ------------------------------------------------------------------------------------------------------------------
