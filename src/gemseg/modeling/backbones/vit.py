@@ -140,14 +140,18 @@ class Attention(nn.Module):
         rel_w = torch.einsum("bnhwc,wkc->bnhwk", r_q, rw)  # [B, heads, H, W, kW]
         return (rel_h.unsqueeze(-1) + rel_w.unsqueeze(-2)).reshape(b, nh, h * w, h * w)
 
-    def forward(self, x: Tensor) -> Tensor:
-        """x: [B, H, W, C] -> [B, H, W, C]."""
-        b, h, w, c = x.shape
+    def attend(self, qkv: Tensor) -> Tensor:
+        """qkv: [B, H, W, 3C] (the ``qkv`` projection) -> [B, H, W, C] attention output *before* ``proj``."""
+        b, h, w, c3 = qkv.shape
         # SAM's qkv layout: [3, heads, hd] along the channel axis.
-        q, k, v = self.qkv(x).reshape(b, h * w, 3, self.num_heads, -1).permute(2, 0, 3, 1, 4).unbind(0)
+        q, k, v = qkv.reshape(b, h * w, 3, self.num_heads, -1).permute(2, 0, 3, 1, 4).unbind(0)
         bias = self.rel_pos_bias(q, (h, w)) if self.use_rel_pos else None
         out = F.scaled_dot_product_attention(q, k, v, attn_mask=bias, scale=self.scale)  # [B, heads, N, hd]
-        return self.proj(out.transpose(1, 2).reshape(b, h, w, c))
+        return out.transpose(1, 2).reshape(b, h, w, c3 // 3)
+
+    def forward(self, x: Tensor) -> Tensor:
+        """x: [B, H, W, C] -> [B, H, W, C]."""
+        return self.proj(self.attend(self.qkv(x)))
 
 
 class Block(nn.Module):
@@ -179,14 +183,33 @@ class Block(nn.Module):
         self.window_size = window_size
         self.drop_path = DropPath(drop_path) if drop_path > 0.0 else nn.Identity()
 
+    def _windowed_attention(self, x: Tensor) -> Tensor:
+        """SAM's window attention, [B, H, W, C] -> [B, H, W, C], without projecting the padding.
+
+        SAM zero-pads the normed tokens to a multiple of the window and runs qkv and proj on every padded token.
+        A zero token's qkv is exactly the qkv bias and the padded outputs are cut off, so we project the H×W real
+        tokens only and pad the *projections* with the bias: the same attention (padded tokens still act as keys,
+        as in SAM) for 26 % fewer qkv/proj FLOPs at 384 px (24×24 → 28×28 tokens) and 16 % at 1024 px.
+        """
+        b, h, w, _ = x.shape
+        ws = self.window_size
+        qkv = self.attn.qkv(x)  # [B, H, W, 3C]
+        hp, wp = -(-h // ws) * ws, -(-w // ws) * ws
+        if (hp, wp) != (h, w):
+            bias = self.attn.qkv.bias
+            padded = (bias.expand(b, hp, wp, -1) if bias is not None else qkv.new_zeros(b, hp, wp, qkv.shape[-1]))
+            padded = padded.clone() if bias is not None else padded
+            padded[:, :h, :w] = qkv
+            qkv = padded
+        windows, pad_hw = window_partition(qkv, ws)
+        out = window_unpartition(self.attn.attend(windows), ws, pad_hw, (h, w))
+        return self.attn.proj(out)
+
     def forward(self, x: Tensor) -> Tensor:
         shortcut = x
         x = self.norm1(x)
         if self.window_size > 0:
-            h, w = x.shape[1], x.shape[2]
-            x, pad_hw = window_partition(x, self.window_size)
-            x = self.attn(x)
-            x = window_unpartition(x, self.window_size, pad_hw, (h, w))
+            x = self._windowed_attention(x)
         else:
             x = self.attn(x)
         x = shortcut + self.drop_path(x)
