@@ -67,6 +67,7 @@ def main() -> int:
     ap.add_argument("--omp-active", action="store_true",
                     help="leave OpenMP/onnxruntime threads spinning (default: OMP_WAIT_POLICY=PASSIVE, which is much "
                          "faster on a CPU shared with other processes)")
+    ap.add_argument("--no-roofline", action="store_true", help="skip the FLOP count / GEMM-peak table")
     args = ap.parse_args()
 
     tmp = Path(tempfile.mkdtemp(prefix="gem-latency-"))
@@ -120,10 +121,58 @@ def main() -> int:
           f"{args.warmup} warm-up; image {rows[0].get('image_hw') if rows else ''}; load average {load:.1f} → {load_end:.1f}; "
           f"started {started}\n")
     print("\n".join(lines))
+    roofline = [] if args.no_roofline else roofline_table(args, rows)
     if args.json:
         Path(args.json).write_text(json.dumps({"threads": args.threads, "runs": args.runs, "load_avg": [load, load_end],
-                                               "results": rows}, indent=1))
+                                               "results": rows, "roofline": roofline}, indent=1))
     return 1 if any("error" in r for r in rows) else 0
+
+
+def roofline_table(args, rows):
+    """Counted matmul/conv/attention FLOPs of each case against this machine's measured GEMM peak (same run).
+
+    ``fp32 floor`` = FLOPs / peak: no fp32 implementation of the same arithmetic can be faster here, whatever it
+    fuses. When the target (half the official time) is below the floor, only fewer FLOPs or lower precision
+    (non-identical outputs) can reach it.
+    """
+    import torch
+
+    from gemseg.config import get_config
+    from gemseg.inference.bench import count_gemm_flops, gemm_peak_flops
+    from gemseg.modeling.build import build_model
+
+    peak32 = gemm_peak_flops(args.threads, "float32")
+    peak16 = gemm_peak_flops(args.threads, "bfloat16")
+    out, lines = [], []
+    for case in args.cases:
+        label, cfg_name, size = CASES[case]
+        torch.manual_seed(0)
+        model = build_model(get_config(str(find_config(cfg_name)), ["MODEL.BACKBONE.IMG_SIZE", str(size)]))
+        flops = count_gemm_flops(model, size)
+        del model
+        measured = [r for r in rows if r.get("case") == case and "error" not in r]
+        best = min(measured, key=lambda r: r["network"]["median_ms"]) if measured else None
+        ref = OFFICIAL.get(case)
+        target = ref[0] / 2 if ref else None
+        floor = flops["total"] / peak32 * 1000
+        row = {"case": case, "gflop": flops["total"] / 1e9, "backbone_gflop": flops.get("backbone", 0) / 1e9,
+               "head_gflop": flops.get("sem_seg_head", 0) / 1e9, "fp32_peak_gflops": peak32 / 1e9,
+               "bf16_peak_gflops": peak16 / 1e9, "fp32_floor_ms": floor, "target_ms": target,
+               "best_network_ms": best["network"]["median_ms"] if best else None,
+               "best_path": best["variant"] if best else None}
+        out.append(row)
+        tgt = f"{target:.0f}" if target else "–"
+        reach = "–" if target is None else ("yes" if target >= floor else f"**no** (needs {flops['total'] / target / 1e6:.0f} GFLOP/s)")
+        best_s = f"{row['best_network_ms']:.0f} ({row['best_path']}, {row['best_network_ms'] / floor:.2f}× floor)" if best else "–"
+        lines.append(f"| {label}@{size} | {row['gflop']:.1f} ({row['backbone_gflop']:.1f} / {row['head_gflop']:.1f}) | "
+                     f"{floor:.0f} | {tgt} | {best_s} | {reach} |")
+    print(f"\nRoofline: measured GEMM peak with {args.threads} threads in this run: fp32 {peak32 / 1e9:.0f} GFLOP/s, "
+          f"bf16 {peak16 / 1e9:.0f} GFLOP/s. FLOPs counted by torch.utils.flop_counter (matmul, conv, attention).\n")
+    print("| model | GFLOP (backbone / head) | fp32 floor ms | target ms (official / 2) | best network ms | "
+          "target reachable in fp32? |")
+    print("|---|---|---|---|---|---|")
+    print("\n".join(lines))
+    return out
 
 
 if __name__ == "__main__":

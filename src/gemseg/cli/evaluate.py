@@ -33,6 +33,7 @@ def add_parser(subparsers, name: str, help_text: str) -> argparse.ArgumentParser
     m = p.add_argument_group("model mode")
     m.add_argument("--config", help="model config (YAML, official names accepted)")
     m.add_argument("--weights", help="checkpoint (.pth/.pkl/.safetensors)")
+    m.add_argument("--model", metavar="NAME", help="a bundled model by name (e.g. gem-lite-synth) instead of --weights")
     m.add_argument("--device", default="cpu", help="torch device (default: cpu)")
     m.add_argument("--soft", action="store_true",
                    help="score the glass probability instead of the binary argmax mask (official GEM: binary)")
@@ -97,6 +98,13 @@ def run(args: argparse.Namespace) -> int:
     from gemseg.evaluation import (evaluate_model, evaluate_predictions, format_table, plot_curves, save_gallery,
                                    write_csv, write_full_json, write_json, write_markdown)
 
+    if args.model:
+        if args.weights:
+            raise GemsegError("give either --model or --weights, not both")
+        from gemseg.inference.predictor import resolve_model_name
+
+        args.weights = str(resolve_model_name(args.model))
+        args.name = args.name or args.model
     model_mode = bool(args.config or args.weights)
     if model_mode and args.pred_dir:
         raise GemsegError("choose one mode: --config/--weights (model) or --pred-dir (saved predictions)")

@@ -14,17 +14,19 @@ from pathlib import Path
 
 from gemseg.errors import GemsegError
 
-DEFAULT_CONFIG = "gem-tiny"  # architecture used when neither --config nor --weights/--model is given
+DEFAULT_MODEL = "gem-lite-synth"  # the bundled model used when no --model/--weights/--config is given
+DEFAULT_CONFIG = "gem-tiny"  # architecture (random init, loudly warned) when the default model is not bundled
 
 
 def add_model_arguments(p: argparse.ArgumentParser, precision: bool = True) -> None:
     """Model selection shared by predict and bench."""
     g = p.add_argument_group("model")
     g.add_argument("--config", "-c", help="official GEM YAML config or a shipped name (gem-tiny, gem-base, ...); "
-                   "not needed for a gemseg .safetensors; default without weights: gem-tiny (random init)")
+                   "not needed for a gemseg .safetensors; a config without weights builds that architecture with RANDOM "
+                   "weights (loudly warned)")
     g.add_argument("--weights", "-w", help="official .pth/.pkl, SAM/MobileSAM .pth, gemseg .safetensors or .onnx; "
-                   "none: random weights (a loud warning; masks are meaningless)")
-    g.add_argument("--model", "-m", metavar="NAME", help="a bundled model by name (see gemseg/assets/models)")
+                   "default (none of --model/--weights/--config): the bundled model " + DEFAULT_MODEL)
+    g.add_argument("--model", "-m", metavar="NAME", help="a bundled model by name (default: " + DEFAULT_MODEL + "; see docs/model_card.md)")
     g.add_argument("--size", type=int, help="network input size (e.g. 384 or 1024; default: the config's)")
     g.add_argument("--device", default="auto", help="auto | cpu | cuda[:N] | mps (default: auto)")
     g.add_argument("--backend", choices=("torch", "onnxruntime"), default="torch",
@@ -56,7 +58,13 @@ def model_source(args):
         if not Path(args.weights).exists():
             raise GemsegError(f"weights file not found: {args.weights}")
         return Path(args.weights), args.config
-    # no weights: the default architecture (GEM-Tiny), randomly initialised -- the caller warns loudly
+    if not args.config:
+        from gemseg.inference.predictor import available_models, resolve_model_name
+
+        if DEFAULT_MODEL in available_models():  # the trained default model shipped with the package
+            return resolve_model_name(DEFAULT_MODEL), None
+    # a config without weights (or no bundled default): that architecture, randomly initialised -- the caller
+    # warns loudly
     return None, args.config or DEFAULT_CONFIG
 
 

@@ -49,6 +49,55 @@ def _stats(times: List[float], per: int) -> Dict[str, float]:
             "fps": float(per * 1000.0 / np.median(arr))}
 
 
+def count_gemm_flops(model: Any, size: int) -> Dict[str, float]:
+    """Floating-point operations of one [1, 3, S, S] inference (network + semantic inference) in the ops that
+    :class:`torch.utils.flop_counter.FlopCounterMode` counts: matmuls, convolutions and attention (1 multiply-add =
+    2 FLOPs). Elementwise ops, resampling and ``grid_sample`` are not counted, so ``flops / peak`` is a strict lower
+    bound of the run time. Returns {"total": FLOPs, "<top-level module>": FLOPs, ...}.
+    """
+    import torch
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from gemseg.modeling.gem import semantic_scores
+
+    model = model.eval()
+    x = torch.rand(1, 3, size, size, device=model.device) * 255.0
+    # counted with autograd recording (FlopCounterMode's module tracker rejects inference/no-grad tensors);
+    # the counts are identical, only memory is spent
+    counter = FlopCounterMode(display=False, depth=2)
+    with counter:
+        out, _ = model(x)
+        semantic_scores(out["pred_logits"], out["pred_masks"], (size, size))
+    result = {"total": float(counter.get_total_flops())}
+    for name, per_op in counter.get_flop_counts().items():
+        parts = name.split(".")
+        if len(parts) == 2:  # "GEM.backbone", "GEM.sem_seg_head"
+            result[parts[1]] = float(sum(per_op.values()))
+    return result
+
+
+def gemm_peak_flops(threads: int, dtype: str = "float32", n: int = 2048, runs: int = 10) -> float:
+    """Measured matrix-multiply throughput (FLOP/s) of this machine with ``threads`` threads: the best of
+    ``runs`` n×n @ n×n products — the ceiling any GEMM-bound network can reach here."""
+    import torch
+
+    previous = torch.get_num_threads()
+    torch.set_num_threads(int(threads))
+    try:
+        dt = getattr(torch, dtype)
+        a, b = torch.randn(n, n).to(dt), torch.randn(n, n).to(dt)
+        for _ in range(3):
+            a @ b
+        best = float("inf")
+        for _ in range(runs):
+            t = time.perf_counter()
+            a @ b
+            best = min(best, time.perf_counter() - t)
+        return 2.0 * n**3 / best
+    finally:
+        torch.set_num_threads(previous)
+
+
 def run_case(spec: Dict[str, Any]) -> Dict[str, Any]:
     """Measure one case in this process. ``spec`` keys: weights, config, opts, size, device, backend, precision,
     batch, runs, warmup, image, threads, optimize, seed, save_scores (path for the network scores of the first
