@@ -45,6 +45,25 @@ def test_gt_vs_gt_and_baselines_on_realdata(name, tmp_path, capsys):
         assert res["IoU"] == pytest.approx(0.59, abs=0.01)  # realdata/README.md: the trivial baseline
 
 
+@pytest.mark.parametrize("name", ["curtainwall", "cleargrasp"])
+def test_baseline_flag_equals_constant_prediction_folders(name, tmp_path, capsys):
+    """`gem eval --baseline` scores exactly what constant 0/255 prediction folders score."""
+    root = shared_path("realdata", name)
+    for kind, value in (("all-glass", 1), ("no-glass", 0)):
+        for s in masks_only(root / "masks"):
+            g, _ = load_mask_binary(s)
+            write_mask(tmp_path / kind / f"{s.key}.png", np.full_like(g, value))
+        assert main(["eval", "--pred-dir", str(tmp_path / kind), "--gt-dir", str(root / "masks"),
+                     "--json", str(tmp_path / f"{kind}-folder.json"), "--no-progress"]) == 0
+        assert main(["eval", "--baseline", kind, "--dataset", str(root),
+                     "--json", str(tmp_path / f"{kind}-flag.json"), "--no-progress"]) == 0
+        assert _json(tmp_path / f"{kind}-flag.json") == _json(tmp_path / f"{kind}-folder.json")
+    assert _json(tmp_path / "no-glass-flag.json")["IoU"] < _json(tmp_path / "all-glass-flag.json")["IoU"]
+    out = capsys.readouterr().out
+    assert "| all-glass " in out and "| no-glass " in out
+    assert main(["eval", "--baseline", "all-glass", "--pred-dir", str(root / "masks"), "--dataset", str(root)]) == 2
+
+
 def test_outputs_and_dataset_root_as_gt(tmp_path, capsys):
     root = shared_path("realdata", "cleargrasp")
     out = tmp_path / "o"

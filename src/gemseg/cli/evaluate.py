@@ -37,6 +37,8 @@ def add_parser(subparsers, name: str, help_text: str) -> argparse.ArgumentParser
     m.add_argument("--device", default="cpu", help="torch device (default: cpu)")
     m.add_argument("--soft", action="store_true",
                    help="score the glass probability instead of the binary argmax mask (official GEM: binary)")
+    m.add_argument("--baseline", choices=("all-glass", "no-glass"),
+                   help="score a trivial predictor (every pixel glass / none) through the same code, as a reference")
     pm = p.add_argument_group("prediction mode")
     pm.add_argument("--pred-dir", help="folder of saved predictions (PNG 0/255 or 0/1 masks, 8-bit soft maps, .npy)")
     pm.add_argument("--gt-dir", help="folder of ground-truth masks (or a dataset folder with masks/)")
@@ -105,7 +107,9 @@ def run(args: argparse.Namespace) -> int:
 
         args.weights = str(resolve_model_name(args.model))
         args.name = args.name or args.model
-    model_mode = bool(args.config or args.weights)
+    if args.baseline and (args.config or args.weights or args.pred_dir):
+        raise GemsegError("--baseline scores a trivial predictor: drop --config/--weights/--model/--pred-dir")
+    model_mode = bool(args.config or args.weights or args.baseline)
     if model_mode and args.pred_dir:
         raise GemsegError("choose one mode: --config/--weights (model) or --pred-dir (saved predictions)")
     if not model_mode and not args.pred_dir:
@@ -124,7 +128,13 @@ def run(args: argparse.Namespace) -> int:
     common = dict(empty=args.empty, size_policy=size_policy, per_image_csv=args.per_image_csv, worst_k=worst_k,
                   progress=not args.no_progress, limit=args.limit, s_measure=args.s_measure)
 
-    if model_mode:
+    if args.baseline:
+        from gemseg.evaluation.baselines import ConstantPredictor
+
+        name = args.name or args.baseline
+        results = evaluate_model(ConstantPredictor(args.baseline), dataset, soft=args.soft,
+                                 source=f"baseline {args.baseline}", **common)
+    elif model_mode:
         if not args.weights:
             raise GemsegError("model mode needs --weights (and --config, unless the weights are a gemseg "
                               ".safetensors, which carries its config)")
