@@ -71,6 +71,8 @@ class TorchRunner:
         fn = semantic_scores_blocked if getattr(self.model, "blocked_semantic", False) else semantic_scores
         with torch.inference_mode(), autocast_context(self.precision, self.device):
             x = images.to(self.device, non_blocking=True)
+            if getattr(self.model, "channels_last", False):
+                x = x.contiguous(memory_format=torch.channels_last)
             outputs, _ = self.model(x)
         with torch.inference_mode():  # semantic inference in float32, outside autocast
             return fn(outputs["pred_logits"].float(), outputs["pred_masks"].float(), x.shape[-2:])
@@ -230,7 +232,8 @@ class GlassSegmentor:
             if optimize:
                 from gemseg.inference.optimize import optimize_for_inference
 
-                model = optimize_for_inference(model, inplace=True)  # our own freshly loaded model: no copy
+                # our own freshly loaded model: no copy; NHWC convolutions except on MPS (patchy NHWC support)
+                model = optimize_for_inference(model, inplace=True, channels_last=dev.type != "mps")
             seg = cls(model, device=dev, precision=precision, tta=tta, threshold=threshold, batch_size=batch_size)
         seg.random_init = random_init
         seg.source = str(weights) if weights is not None else "random init"
