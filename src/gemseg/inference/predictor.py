@@ -236,7 +236,12 @@ class GlassSegmentor:
                 model = optimize_for_inference(model, inplace=True, channels_last=dev.type != "mps")
             seg = cls(model, device=dev, precision=precision, tta=tta, threshold=threshold, batch_size=batch_size)
         seg.random_init = random_init
-        seg.source = str(weights) if weights is not None else "random init"
+        if weights is None:
+            seg.source = "random init"
+        elif weights.resolve().parent == MODELS_DIR:
+            seg.source = f"{weights.stem} (bundled)"
+        else:
+            seg.source = str(weights)
         return seg
 
     # ------------------------------------------------------------------------------------------------------------
