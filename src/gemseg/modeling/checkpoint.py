@@ -389,8 +389,9 @@ def official_state_dict(model: nn.Module, no_object_weight: Optional[float] = No
 
 
 def save_checkpoint(model: nn.Module, path: PathLike, extra: Optional[Dict[str, Any]] = None) -> None:
-    """Save atomically. ``.safetensors``: deduplicated tensors + the config in the metadata; anything else: the
-    official detectron2 layout ``{"model": state_dict, **extra}`` that the official tools read."""
+    """Save atomically. ``.safetensors``: deduplicated tensors + the config in the metadata (``extra`` adds string
+    metadata, e.g. provenance); anything else: the official detectron2 layout ``{"model": state_dict, **extra}``
+    that the official tools read."""
     from gemseg.io.atomic import atomic_path
 
     path = Path(path)
@@ -409,6 +410,10 @@ def save_checkpoint(model: nn.Module, path: PathLike, extra: Optional[Dict[str, 
         cfg = getattr(model, "cfg", None)
         if cfg is not None:
             meta[CONFIG_METADATA_KEY] = cfg.dump()
+        for k, v in (extra or {}).items():
+            if k in meta:
+                raise ValueError(f"metadata key {k!r} is reserved")
+            meta[str(k)] = str(v)
         with atomic_path(path) as tmp:
             save_file(tensors, str(tmp), metadata=meta)
     else:
