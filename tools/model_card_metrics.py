@@ -42,10 +42,13 @@ def main() -> int:
     src.add_argument("--weights", help="a gemseg .safetensors (carries its config)")
     ap.add_argument("--synthetic", type=Path, help="a gem synth dataset: its validation split is scored")
     ap.add_argument("--realdata", type=Path, default=REPO.parent / "shared" / "realdata")
+    ap.add_argument("--size", type=int, help="network input size (default: the model's)")
     ap.add_argument("--json", type=Path, help="write all numbers here")
     args = ap.parse_args()
 
     model_args = ["--model", args.model] if args.model else ["--weights", args.weights]
+    if args.size:
+        model_args += ["--size", str(args.size)]
     sets = []
     if args.synthetic:
         sets.append(("synthetic validation", ["--dataset", str(args.synthetic), "--split", "validation"]))

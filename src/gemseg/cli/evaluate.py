@@ -35,6 +35,7 @@ def add_parser(subparsers, name: str, help_text: str) -> argparse.ArgumentParser
     m.add_argument("--weights", help="checkpoint (.pth/.pkl/.safetensors)")
     m.add_argument("--model", metavar="NAME", help="a bundled model by name (e.g. gem-lite-synth) instead of --weights")
     m.add_argument("--device", default="cpu", help="torch device (default: cpu)")
+    m.add_argument("--size", type=int, help="network input size (a multiple of 32; default: the config's)")
     m.add_argument("--soft", action="store_true",
                    help="score the glass probability instead of the binary argmax mask (official GEM: binary)")
     m.add_argument("--baseline", choices=("all-glass", "no-glass"),
@@ -140,7 +141,12 @@ def run(args: argparse.Namespace) -> int:
                               ".safetensors, which carries its config)")
         import gemseg  # imported here: prediction mode must work without the model code
 
-        model = gemseg.load_model(args.config, weights=args.weights, device=args.device)
+        opts = None
+        if args.size:
+            if args.size % 32:
+                raise GemsegError(f"--size must be a multiple of 32, got {args.size}")
+            opts = ["MODEL.BACKBONE.IMG_SIZE", str(args.size), "INPUT.MIN_SIZE_TEST", str(args.size)]
+        model = gemseg.load_model(args.config, weights=args.weights, device=args.device, opts=opts)
         if hasattr(model, "eval"):
             model.eval()
         name = args.name or Path(args.weights).stem
