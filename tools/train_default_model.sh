@@ -48,6 +48,7 @@ from gemseg.modeling.checkpoint import save_checkpoint
 cfg, out, size, iters = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4]
 model = load_model(cfg, weights=f"{out}/model_final.pth")
 c = model.cfg
+c.defrost()
 c.MODEL.WEIGHTS = ""
 c.INPUT.MIN_SIZE_TEST = size
 c.INPUT.MAX_SIZE_TEST = size
