@@ -1,7 +1,8 @@
 #!/usr/bin/env python
 """Per-image CPU latency and peak memory of GEM-Tiny/GEM-Base (issue 2/3 benchmark).
 
-Cases: GEM-Tiny@384, GEM-Base@384 and GEM-Tiny@1024, built from the official configs (random weights unless
+Cases: GEM-Tiny@384, GEM-Base@384 and GEM-Tiny@1024, built from the official configs, and GEM-Lite at 320 and 448
+(gemseg's own small model, `gem_lite_effnet.yaml`) (random weights unless
 ``--tiny-weights``/``--base-weights`` are given: the cost is the same). For each case and path
 
 * ``torch-plain``: PyTorch eager, the model exactly as loaded (the unoptimised baseline),
@@ -36,11 +37,14 @@ sys.path.insert(0, str(REPO / "src"))
 
 from gemseg.inference.bench import run_case_subprocess  # noqa: E402
 
-CONFIG_DIRS = [REPO / "configs", REPO.parent / "shared" / "fixtures" / "official-configs"]
+CONFIG_DIRS = [REPO / "src" / "gemseg" / "configs", REPO.parent / "shared" / "fixtures" / "official-configs"]
 CASES = {
     "tiny384": ("GEM-Tiny", "gem_sam_tiny_bs32_iter1w_steplr.yaml", 384),
     "base384": ("GEM-Base", "gem_sam_base_bs16_iter2w_steplr.yaml", 384),
     "tiny1024": ("GEM-Tiny", "gem_sam_tiny_bs32_iter1w_steplr.yaml", 1024),
+    # gemseg's own small model (the bundled default gem-lite-synth runs at 448); no official counterpart
+    "lite320": ("GEM-Lite", "gem_lite_effnet.yaml", 320),
+    "lite448": ("GEM-Lite", "gem_lite_effnet.yaml", 448),
 }
 OFFICIAL = {"tiny384": (365, 735), "base384": (1108, 1208)}
 VARIANTS = ("torch-plain", "torch", "onnxruntime")
@@ -76,7 +80,7 @@ def main() -> int:
     started = time.strftime("%Y-%m-%d %H:%M:%S")
     for case in args.cases:
         label, cfg_name, size = CASES[case]
-        weights = args.tiny_weights if label == "GEM-Tiny" else args.base_weights
+        weights = {"GEM-Tiny": args.tiny_weights, "GEM-Base": args.base_weights}.get(label)
         base_scores = None
         for variant in args.variants:
             scores_path = tmp / f"{case}-{variant}.npy"
