@@ -60,3 +60,33 @@ def test_onnx_backend_predicts_like_torch(exported):
     assert np.abs(got.scores - ref.scores).max() <= TOL
     differ = got.mask != ref.mask
     assert np.all(np.abs(ref.scores[1] - ref.scores[0])[differ] < 2 * TOL)
+
+
+def test_vit_window_padding_exports_and_matches(tmp_path):
+    """ViT window attention pads the token grid (24×24 → 28×28 at 384) with the qkv bias: the exported graph must
+    run in ONNX Runtime and agree with PyTorch (an `expand(..., -1)` once exported to an invalid Expand)."""
+    import torch.nn as nn
+
+    from gemseg.modeling.backbones.vit import build_vit_b_backbone
+
+    torch.manual_seed(0)
+    vit = build_vit_b_backbone(384, embed_dim=64, depth=2, num_heads=2, global_attn_indexes=(1,)).eval()
+    with torch.no_grad():
+        for blk in vit.blocks:
+            blk.attn.qkv.bias.normal_()  # a non-zero bias: padded keys differ from zero tokens
+
+    class Res4(nn.Module):
+        def __init__(self, m):
+            super().__init__()
+            self.m = m
+
+        def forward(self, x):
+            return self.m(x)["res4"]
+
+    x = torch.randn(1, 3, 384, 384)
+    path = tmp_path / "vit.onnx"
+    torch.onnx.export(Res4(vit), (x,), str(path), opset_version=17, dynamo=False, input_names=["x"])
+    got = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"]).run(None, {"x": x.numpy()})[0]
+    with torch.inference_mode():
+        ref = vit(x)["res4"].numpy()
+    assert np.abs(got - ref).max() <= 1e-4

@@ -194,13 +194,21 @@ class Block(nn.Module):
         b, h, w, _ = x.shape
         ws = self.window_size
         qkv = self.attn.qkv(x)  # [B, H, W, 3C]
-        hp, wp = -(-h // ws) * ws, -(-w // ws) * ws
+        # (ws - h % ws) % ws rather than a ceil via negative floor division, which ONNX's truncating Div gets wrong
+        hp, wp = h + (ws - h % ws) % ws, w + (ws - w % ws) % ws
         if (hp, wp) != (h, w):
             bias = self.attn.qkv.bias
-            padded = (bias.expand(b, hp, wp, -1) if bias is not None else qkv.new_zeros(b, hp, wp, qkv.shape[-1]))
-            padded = padded.clone() if bias is not None else padded
-            padded[:, :h, :w] = qkv
-            qkv = padded
+            c3 = qkv.shape[-1]
+
+            def fill(rows: int, cols: int) -> Tensor:  # what qkv gives for zero tokens: exactly the bias (0 + b)
+                block = qkv.new_zeros(b, rows, cols, c3)
+                return block + bias if bias is not None else block
+
+            # concatenation rather than expand/slice-assignment: exports to ONNX as plain Concat
+            if wp > w:
+                qkv = torch.cat([qkv, fill(h, wp - w)], dim=2)
+            if hp > h:
+                qkv = torch.cat([qkv, fill(hp - h, wp)], dim=1)
         windows, pad_hw = window_partition(qkv, ws)
         out = window_unpartition(self.attn.attend(windows), ws, pad_hw, (h, w))
         return self.attn.proj(out)
