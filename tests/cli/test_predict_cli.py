@@ -229,17 +229,6 @@ def test_user_errors_exit_2(tmp_path, weights, capsys):
     assert not os.path.exists(tmp_path / "o" / "nothing_here.png")
 
 
-@pytest.mark.slow
-def test_readme_quick_start_command(tmp_path, capsys):
-    """`gem predict <bundled example> --output DIR` with nothing else: full-size GEM-Tiny, random, loudly warned."""
-    example = Path(__file__).resolve().parents[2] / "src" / "gemseg" / "assets" / "examples" / "glass_room.jpg"
-    code, _, err = _run(capsys, example, "--output", tmp_path / "predictions", "-q")
-    assert code == 0
-    assert "RANDOMLY INITIALISED" in err and "size 384" in err
-    mask = np.asarray(Image.open(tmp_path / "predictions" / "glass_room.png"))
-    assert mask.shape == (416, 640) and set(np.unique(mask)) <= {0, 255}
-
-
 def test_exif_rotation_16bit_and_palette_inputs(tmp_path, weights, capsys):
     """Masks follow the displayed orientation (EXIF applied) and odd image modes are read, not rejected."""
     folder = tmp_path / "odd"
