@@ -141,12 +141,12 @@ def run(args: argparse.Namespace) -> int:
                               ".safetensors, which carries its config)")
         import gemseg  # imported here: prediction mode must work without the model code
 
-        opts = None
+        extra = {}
         if args.size:
             if args.size % 32:
                 raise GemsegError(f"--size must be a multiple of 32, got {args.size}")
-            opts = ["MODEL.BACKBONE.IMG_SIZE", str(args.size), "INPUT.MIN_SIZE_TEST", str(args.size)]
-        model = gemseg.load_model(args.config, weights=args.weights, device=args.device, opts=opts)
+            extra["opts"] = ["MODEL.BACKBONE.IMG_SIZE", str(args.size), "INPUT.MIN_SIZE_TEST", str(args.size)]
+        model = gemseg.load_model(args.config, weights=args.weights, device=args.device, **extra)
         if hasattr(model, "eval"):
             model.eval()
         name = args.name or Path(args.weights).stem
