@@ -143,7 +143,7 @@ def roofline_table(args, rows):
 
     from gemseg.config import get_config
     from gemseg.inference.bench import count_gemm_flops, gemm_peak_flops
-    from gemseg.modeling.build import build_model
+    from gemseg.modeling.build import build_model, input_size_overrides
 
     peak32 = gemm_peak_flops(args.threads, "float32")
     peak16 = gemm_peak_flops(args.threads, "bfloat16")
@@ -151,7 +151,7 @@ def roofline_table(args, rows):
     for case in args.cases:
         label, cfg_name, size = CASES[case]
         torch.manual_seed(0)
-        model = build_model(get_config(str(find_config(cfg_name)), ["MODEL.BACKBONE.IMG_SIZE", str(size)]))
+        model = build_model(get_config(str(find_config(cfg_name)), input_size_overrides(size)))
         flops = count_gemm_flops(model, size)
         del model
         measured = [r for r in rows if r.get("case") == case and "error" not in r]

@@ -138,14 +138,19 @@ def test_unknown_scheduler_is_a_config_error():
         _lrs(cfg, [0])
 
 
-def test_scheduler_state_roundtrip():
-    cfg = get_config("gem-tiny", ["SOLVER.MAX_ITER", "100", "SOLVER.STEPS", "(3,)", "SOLVER.BASE_LR", "1.0"])
-    p = nn.Parameter(torch.zeros(1))
-    opt = torch.optim.AdamW([p], lr=1.0)
+def _stepped_scheduler(cfg, steps: int):
+    """An AdamW on one parameter and its scheduler from ``cfg``, advanced ``steps`` iterations."""
+    opt = torch.optim.AdamW([nn.Parameter(torch.zeros(1))], lr=1.0)
     sched = build_lr_scheduler(opt, cfg)
-    for _ in range(5):
+    for _ in range(steps):
         opt.step()
         sched.step()
+    return opt, sched
+
+
+def test_scheduler_state_roundtrip():
+    cfg = get_config("gem-tiny", ["SOLVER.MAX_ITER", "100", "SOLVER.STEPS", "(3,)", "SOLVER.BASE_LR", "1.0"])
+    opt, sched = _stepped_scheduler(cfg, 5)
     opt2 = torch.optim.AdamW([nn.Parameter(torch.zeros(1))], lr=1.0)
     sched2 = build_lr_scheduler(opt2, cfg)
     sched2.load_state_dict(sched.state_dict())
@@ -156,12 +161,7 @@ def test_scheduler_state_roundtrip():
 def test_resumed_schedule_follows_the_new_config():
     """As detectron2: only the position is saved, so a resumed run with a longer MAX_ITER / moved STEPS uses them."""
     short = get_config("gem-tiny", ["SOLVER.MAX_ITER", "10", "SOLVER.STEPS", "(5,)", "SOLVER.BASE_LR", "1.0"])
-    p = nn.Parameter(torch.zeros(1))
-    opt = torch.optim.AdamW([p], lr=1.0)
-    sched = build_lr_scheduler(opt, short)
-    for _ in range(6):
-        opt.step()
-        sched.step()
+    opt, sched = _stepped_scheduler(short, 6)
     assert opt.param_groups[0]["lr"] == pytest.approx(0.1)
     longer = get_config("gem-tiny", ["SOLVER.MAX_ITER", "100", "SOLVER.STEPS", "(50,)", "SOLVER.BASE_LR", "1.0"])
     opt2 = torch.optim.AdamW([nn.Parameter(torch.zeros(1))], lr=1.0)

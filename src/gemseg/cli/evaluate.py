@@ -141,11 +141,10 @@ def run(args: argparse.Namespace) -> int:
                               ".safetensors, which carries its config)")
         import gemseg  # imported here: prediction mode must work without the model code
 
-        extra = {}
-        if args.size:
-            if args.size % 32:
-                raise GemsegError(f"--size must be a multiple of 32, got {args.size}")
-            extra["opts"] = ["MODEL.BACKBONE.IMG_SIZE", str(args.size), "INPUT.MIN_SIZE_TEST", str(args.size)]
+        from gemseg.modeling.build import input_size_overrides
+
+        # opts only when needed: stand-in loaders (tests, notebooks) keep the plain signature
+        extra = {"opts": input_size_overrides(args.size)} if args.size else {}
         model = gemseg.load_model(args.config, weights=args.weights, device=args.device, **extra)
         if hasattr(model, "eval"):
             model.eval()

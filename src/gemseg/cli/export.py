@@ -39,7 +39,7 @@ def run(args) -> int:
 
     from gemseg.cli.predict import random_init_banner
     from gemseg.inference.onnx_export import export_onnx
-    from gemseg.modeling.build import load_model
+    from gemseg.modeling.build import input_size_overrides, load_model
 
     out = Path(args.output)
     if out.suffix.lower() != ".onnx":
@@ -59,7 +59,7 @@ def run(args) -> int:
         raise GemsegError("no model given: pass --config and --weights (or --model NAME)")
     opts = list(args.opts or [])
     if args.size:
-        opts += ["MODEL.BACKBONE.IMG_SIZE", str(args.size), "INPUT.MIN_SIZE_TEST", str(args.size)]
+        opts += input_size_overrides(args.size)
     logging.getLogger("gemseg").setLevel(logging.ERROR)
     model = load_model(args.config, weights=weights, device="cpu", opts=opts or None)
     random_init = weights is None and (not model.cfg.MODEL.WEIGHTS

@@ -183,12 +183,12 @@ def export_for_case(spec: Dict[str, Any], onnx_path: Path) -> None:
     import torch
 
     from gemseg.inference.onnx_export import export_onnx
-    from gemseg.modeling.build import load_model
+    from gemseg.modeling.build import input_size_overrides, load_model
 
     torch.manual_seed(int(spec.get("seed", 0)))
     opts = list(spec.get("opts") or [])
     if spec.get("size"):
-        opts += ["MODEL.BACKBONE.IMG_SIZE", str(spec["size"]), "INPUT.MIN_SIZE_TEST", str(spec["size"])]
+        opts += input_size_overrides(spec["size"])
     model = load_model(spec.get("config"), weights=spec.get("weights"), device="cpu", opts=opts or None)
     export_onnx(model, onnx_path, random_init=spec.get("weights") is None)
 

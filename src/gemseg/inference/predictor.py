@@ -204,11 +204,11 @@ class GlassSegmentor:
         if config is None and weights is None:
             raise GemsegError("give a model: --model NAME, --weights FILE (a .safetensors carries its config) "
                               "or --config FILE (random weights)")
-        from gemseg.modeling.build import load_model
+        from gemseg.modeling.build import input_size_overrides, load_model
 
         all_opts = list(opts or [])
         if size is not None:
-            all_opts += ["MODEL.BACKBONE.IMG_SIZE", str(int(size)), "INPUT.MIN_SIZE_TEST", str(int(size))]
+            all_opts += input_size_overrides(size)
         model = load_model(config, weights=weights, device="cpu", opts=all_opts or None)
         cfg_weights = str(model.cfg.MODEL.WEIGHTS or "")
         random_init = weights is None and (not cfg_weights or cfg_weights.startswith("detectron2://"))

@@ -28,6 +28,11 @@ def model_input_size(cfg: CfgNode) -> int:
     return size
 
 
+def input_size_overrides(size: int) -> list:
+    """``KEY VALUE`` overrides that set the square network input size to ``size`` (checked when the model is built)."""
+    return ["MODEL.BACKBONE.IMG_SIZE", str(int(size)), "INPUT.MIN_SIZE_TEST", str(int(size))]
+
+
 def build_backbone_from_config(cfg: CfgNode) -> torch.nn.Module:
     from gemseg.modeling.backbones import build_backbone
 
