@@ -3,7 +3,9 @@
 Public entry points::
 
     import gemseg
+    model = gemseg.load_model("gem-tiny-gsds")        # a zoo name (gem models), a Hub repo id, or a weights file
     model = gemseg.load_model("configs/gem_sam_tiny_bs32_iter1w_steplr.yaml", weights="model_final.pth")
+    model = gemseg.load_model()                       # the bundled default model
     result = model.predict("photo.jpg")     # .scores (2×H×W), .probability (H×W), .mask (H×W bool)
 """
 from __future__ import annotations
@@ -14,10 +16,14 @@ __all__ = ["__version__", "load_model", "load_checkpoint", "build_model", "get_c
 
 
 def __getattr__(name):  # lazy imports keep `import gemseg` (and `gem --help`) light
-    if name in ("load_model", "build_model"):
+    if name == "load_model":  # the one model rule (gemseg.zoo.resolve) in front of modeling.build.load_model
+        from gemseg.zoo.resolve import load_model
+
+        return load_model
+    if name == "build_model":
         from gemseg.modeling import build
 
-        return getattr(build, name)
+        return build.build_model
     if name == "load_checkpoint":
         from gemseg.modeling.checkpoint import load_checkpoint
 

@@ -11,6 +11,7 @@ import json
 import sys
 from pathlib import Path
 
+from gemseg.cli.predict import MODEL_HELP
 from gemseg.errors import GemsegError
 
 
@@ -22,9 +23,10 @@ def add_parser(subparsers, name: str, help_text: str) -> argparse.ArgumentParser
         "memory is per case. See docs/inference.md for exactly what FPS means.",
     )
     g = p.add_argument_group("model")
-    g.add_argument("--config", "-c", help="official GEM YAML config or shipped name (default without weights: gem-tiny)")
-    g.add_argument("--weights", "-w", help="weights (.pth/.pkl/.safetensors/.onnx); none = random init (timing only)")
-    g.add_argument("--model", "-m", metavar="NAME", help="a bundled model by name")
+    g.add_argument("--config", "-c", help="official GEM YAML config or shipped name (gem-tiny, gem-base, ...); "
+                   "alone: that architecture with random weights (same cost as trained ones)")
+    g.add_argument("--weights", "-w", help="weights (.pth/.pkl/.safetensors/.onnx)")
+    g.add_argument("--model", "-m", metavar="NAME", help=MODEL_HELP)
     g.add_argument("--opts", nargs=argparse.REMAINDER, default=[], metavar="KEY VALUE",
                    help="config overrides (must come last)")
     c = p.add_argument_group("cases (every combination is measured)")
@@ -59,20 +61,11 @@ def run(args) -> int:
 
     if args.runs < 1 or args.warmup < 0:
         raise GemsegError("--runs must be >= 1 and --warmup >= 0")
-    weights = None
-    if args.model:
-        from gemseg.inference.predictor import resolve_model_name
+    from gemseg.zoo import resolve_model
 
-        weights = str(resolve_model_name(args.model))
-    elif args.weights:
-        if not Path(args.weights).exists():
-            raise GemsegError(f"weights file not found: {args.weights}")
-        weights = str(Path(args.weights).resolve())
-    config = args.config
-    if weights is None and not config:
-        from gemseg.cli.predict import DEFAULT_CONFIG
-
-        config = DEFAULT_CONFIG
+    src = resolve_model(args.model, args.weights, args.config)  # downloads once here, not in every case
+    weights = str(src.weights.resolve()) if src.weights is not None else None
+    config = src.config
     if args.image and not Path(args.image).is_file():
         raise GemsegError(f"image not found: {args.image}")
     variants = [(b, True) for b in args.backends]
@@ -80,9 +73,10 @@ def run(args) -> int:
         variants.insert(args.backends.index("torch"), ("torch", False))
     results = []
     cases = list(itertools.product(args.sizes, args.devices, args.precisions, variants, args.batch_sizes))
-    if weights is None:
+    if src.random_init:
         print("gem bench: no weights: timing a randomly initialised model (same cost as a trained one)",
               file=sys.stderr)
+    print(f"gem bench: model {src.label}", file=sys.stderr)
     for size, device, precision, (backend, optimize), batch in cases:
         if backend == "onnxruntime" and precision != "fp32":
             continue
@@ -91,7 +85,7 @@ def run(args) -> int:
             "opts": args.opts or None, "size": size, "device": device, "precision": precision, "backend": backend,
             "optimize": optimize, "batch": batch, "runs": args.runs, "warmup": args.warmup, "threads": args.threads,
             "image": str(Path(args.image).resolve()) if args.image else None, "e2e": not args.network_only,
-            "label": Path(weights or config).stem, "omp_passive": args.omp_passive,
+            "label": src.name, "omp_passive": args.omp_passive,
         }
         print(f"gem bench: {backend}{'' if optimize else ' (plain)'} {device} {precision} size={size or 'cfg'} "
               f"batch={batch} ...", file=sys.stderr, flush=True)

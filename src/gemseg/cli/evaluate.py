@@ -20,20 +20,26 @@ import sys
 from pathlib import Path
 
 from gemseg.errors import GemsegError
+from gemseg.zoo.registry import DEFAULT_MODEL
+
+# kept in sync with gem predict's --model help (not imported: prediction mode must not load the model code)
+MODEL_HELP = ("a model by name (see gem models; Hub models are downloaded once into the Hugging Face cache), a Hub "
+              "repo id owner/name, or a weights file; default: the bundled " + DEFAULT_MODEL)
 
 
 def add_parser(subparsers, name: str, help_text: str) -> argparse.ArgumentParser:
     """Register ``gem eval`` on the dispatcher's sub-parsers."""
     p = subparsers.add_parser(
         name, help=help_text, description=__doc__.split("\n\n", 1)[0] + (
-            "\nModel mode needs --config and --weights with --dataset (or --images/--masks); prediction mode "
+            "\nModel mode scores a model (--model NAME, --weights FILE, --config alone for random weights, or by "
+            "default the bundled gem-lite-synth) on --dataset (or --images/--masks); prediction mode "
             "needs --pred-dir with --gt-dir (or --dataset / --masks). By default model mode scores the binary "
             "argmax mask, as the official GEM evaluator does; --soft scores the glass probability."),
         formatter_class=argparse.RawDescriptionHelpFormatter)
     m = p.add_argument_group("model mode")
     m.add_argument("--config", help="model config (YAML, official names accepted)")
     m.add_argument("--weights", help="checkpoint (.pth/.pkl/.safetensors)")
-    m.add_argument("--model", metavar="NAME", help="a bundled model by name (e.g. gem-lite-synth) instead of --weights")
+    m.add_argument("--model", metavar="NAME", help=MODEL_HELP)
     m.add_argument("--device", default="cpu", help="torch device (default: cpu)")
     m.add_argument("--size", type=int, help="network input size (a multiple of 32; default: the config's)")
     m.add_argument("--soft", action="store_true",
@@ -101,20 +107,14 @@ def run(args: argparse.Namespace) -> int:
     from gemseg.evaluation import (evaluate_model, evaluate_predictions, format_table, plot_curves, save_gallery,
                                    write_csv, write_full_json, write_json, write_markdown)
 
-    if args.model:
-        if args.weights:
-            raise GemsegError("give either --model or --weights, not both")
-        from gemseg.inference.predictor import resolve_model_name
-
-        args.weights = str(resolve_model_name(args.model))
-        args.name = args.name or args.model
-    if args.baseline and (args.config or args.weights or args.pred_dir):
+    if args.model and args.weights:
+        raise GemsegError("give either --model or --weights, not both")
+    model_spec = args.model or args.weights  # resolved by gemseg.load_model (the one model rule)
+    if args.baseline and (args.config or model_spec or args.pred_dir):
         raise GemsegError("--baseline scores a trivial predictor: drop --config/--weights/--model/--pred-dir")
-    model_mode = bool(args.config or args.weights or args.baseline)
-    if model_mode and args.pred_dir:
-        raise GemsegError("choose one mode: --config/--weights (model) or --pred-dir (saved predictions)")
-    if not model_mode and not args.pred_dir:
-        raise GemsegError("nothing to score: pass --config and --weights (model mode) or --pred-dir (prediction mode)")
+    if args.pred_dir and (args.config or model_spec):
+        raise GemsegError("choose one mode: --model/--weights/--config (model) or --pred-dir (saved predictions)")
+    model_mode = not args.pred_dir  # no model named: the default model
     if args.limit is not None and args.limit < 1:
         raise GemsegError("--limit must be at least 1")
     if args.soft and not model_mode:
@@ -136,22 +136,24 @@ def run(args: argparse.Namespace) -> int:
         results = evaluate_model(ConstantPredictor(args.baseline), dataset, soft=args.soft,
                                  source=f"baseline {args.baseline}", **common)
     elif model_mode:
-        if not args.weights:
-            raise GemsegError("model mode needs --weights (and --config, unless the weights are a gemseg "
-                              ".safetensors, which carries its config)")
+        if not model_spec and args.config:
+            print("gem eval: WARNING: --config without weights: scoring a RANDOMLY INITIALISED model "
+                  "(meaningless scores)", file=sys.stderr)
+        elif not model_spec:
+            model_spec = DEFAULT_MODEL
         import gemseg  # imported here: prediction mode must work without the model code
 
         from gemseg.modeling.build import input_size_overrides
 
         # opts only when needed: stand-in loaders (tests, notebooks) keep the plain signature
         extra = {"opts": input_size_overrides(args.size)} if args.size else {}
-        model = gemseg.load_model(args.config, weights=args.weights, device=args.device, **extra)
+        model = gemseg.load_model(args.config, weights=model_spec, device=args.device, **extra)
         if hasattr(model, "eval"):
             model.eval()
-        name = args.name or Path(args.weights).stem
+        name = args.name or (args.model or (Path(model_spec).stem if model_spec else "random init"))
         print("scoring the binary argmax mask (as the official GEM evaluator)" if not args.soft else
               "scoring the glass probability (--soft; official GEM scores the binary mask)", file=sys.stderr)
-        results = evaluate_model(model, dataset, soft=args.soft, source=f"{args.config or 'config in weights'} + {args.weights}", **common)
+        results = evaluate_model(model, dataset, soft=args.soft, source=f"{args.config or 'config in weights'} + {model_spec}", **common)
     else:
         name = args.name or Path(args.pred_dir).name
         results = evaluate_predictions(args.pred_dir, dataset, **common)

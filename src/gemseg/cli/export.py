@@ -9,6 +9,7 @@ import logging
 import sys
 from pathlib import Path
 
+from gemseg.cli.predict import MODEL_HELP
 from gemseg.errors import GemsegError
 
 
@@ -19,9 +20,10 @@ def add_parser(subparsers, name: str, help_text: str) -> argparse.ArgumentParser
         "'scores' float32 [B,2,S,S] (background, glass; the official sem_seg before the resize back). B is dynamic. "
         "Use it with `gem predict --backend onnxruntime --weights model.onnx`.",
     )
-    p.add_argument("--config", "-c", help="official GEM YAML config (not needed for a gemseg .safetensors)")
-    p.add_argument("--weights", "-w", help="official .pth/.pkl or gemseg .safetensors (none: random init, warned)")
-    p.add_argument("--model", "-m", metavar="NAME", help="a bundled model by name")
+    p.add_argument("--config", "-c", help="official GEM YAML config (not needed for a gemseg .safetensors); alone: "
+                   "that architecture with random weights (loudly warned)")
+    p.add_argument("--weights", "-w", help="official .pth/.pkl or gemseg .safetensors")
+    p.add_argument("--model", "-m", metavar="NAME", help=MODEL_HELP)
     p.add_argument("--output", "-o", required=True, help="the .onnx file to write")
     p.add_argument("--size", type=int, help="network input size S (default: the config's)")
     p.add_argument("--opset", type=int, default=17, help="ONNX opset (>= 17)")
@@ -46,26 +48,22 @@ def run(args) -> int:
         raise GemsegError(f"--output must end in .onnx, got {out}")
     if out.exists() and not args.overwrite:
         raise GemsegError(f"{out} exists; pass --overwrite to replace it")
-    weights = None
-    if args.model:
-        from gemseg.inference.predictor import resolve_model_name
+    from gemseg.zoo import resolve_model
 
-        weights = resolve_model_name(args.model)
-    elif args.weights:
-        weights = Path(args.weights)
-        if not weights.exists():
-            raise GemsegError(f"weights file not found: {weights}")
-    if weights is None and not args.config:
-        raise GemsegError("no model given: pass --config and --weights (or --model NAME)")
+    src = resolve_model(args.model, args.weights, args.config)
+    weights = src.weights
+    if weights is not None and weights.suffix.lower() == ".onnx":
+        raise GemsegError(f"{weights} already is an ONNX graph")
     opts = list(args.opts or [])
     if args.size:
         opts += input_size_overrides(args.size)
     logging.getLogger("gemseg").setLevel(logging.ERROR)
-    model = load_model(args.config, weights=weights, device="cpu", opts=opts or None)
+    model = load_model(src.config, weights=weights, device="cpu", opts=opts or None)
     random_init = weights is None and (not model.cfg.MODEL.WEIGHTS
                                        or str(model.cfg.MODEL.WEIGHTS).startswith("detectron2://"))
     if random_init:
         print(random_init_banner(), file=sys.stderr)
+    print(f"gem export: model {src.label if not random_init else 'random init'}", file=sys.stderr)
     print(f"gem export: tracing GEM at {model.img_size}x{model.img_size}, opset {args.opset} ...", file=sys.stderr)
     batch = args.static_batch or 1
     export_onnx(model, out, opset=args.opset, batch_size=batch, dynamic_batch=args.static_batch is None,

@@ -14,8 +14,11 @@ from pathlib import Path
 
 from gemseg.errors import GemsegError
 
-DEFAULT_MODEL = "gem-lite-synth"  # the bundled model used when no --model/--weights/--config is given
-DEFAULT_CONFIG = "gem-tiny"  # architecture (random init, loudly warned) when the default model is not bundled
+from gemseg.zoo.registry import DEFAULT_MODEL  # noqa: F401  (the bundled model used when no model is named)
+
+MODEL_HELP = ("a model by name (see gem models: bundled, or downloaded once from the Hugging Face Hub into its "
+              "cache), a Hub repo id owner/name saved with gemseg save_pretrained, or a weights file; with no "
+              "--model, --weights or --config: the bundled " + DEFAULT_MODEL)
 
 
 def add_model_arguments(p: argparse.ArgumentParser, precision: bool = True) -> None:
@@ -24,9 +27,8 @@ def add_model_arguments(p: argparse.ArgumentParser, precision: bool = True) -> N
     g.add_argument("--config", "-c", help="official GEM YAML config or a shipped name (gem-tiny, gem-base, ...); "
                    "not needed for a gemseg .safetensors; a config without weights builds that architecture with RANDOM "
                    "weights (loudly warned)")
-    g.add_argument("--weights", "-w", help="official .pth/.pkl, SAM/MobileSAM .pth, gemseg .safetensors or .onnx; "
-                   "default (none of --model/--weights/--config): the bundled model " + DEFAULT_MODEL)
-    g.add_argument("--model", "-m", metavar="NAME", help="a bundled model by name (default: " + DEFAULT_MODEL + "; see docs/model_card.md)")
+    g.add_argument("--weights", "-w", help="official .pth/.pkl, SAM/MobileSAM .pth, gemseg .safetensors or .onnx")
+    g.add_argument("--model", "-m", metavar="NAME", help=MODEL_HELP)
     g.add_argument("--size", type=int, help="network input size (e.g. 384 or 1024; default: the config's)")
     g.add_argument("--device", default="auto", help="auto | cpu | cuda[:N] | mps (default: auto)")
     g.add_argument("--backend", choices=("torch", "onnxruntime"), default="torch",
@@ -47,25 +49,11 @@ def precision_of(args) -> str:
 
 
 def model_source(args):
-    """(name_or_path, config) from --model/--weights/--config."""
+    """(name_or_path, config) from --model/--weights/--config, for the one model rule of
+    :func:`gemseg.zoo.resolve_model` (which ``GlassSegmentor.from_pretrained`` applies)."""
     if args.model and args.weights:
         raise GemsegError("give either --model or --weights, not both")
-    if args.model:
-        from gemseg.inference.predictor import resolve_model_name
-
-        return resolve_model_name(args.model), args.config
-    if args.weights:
-        if not Path(args.weights).exists():
-            raise GemsegError(f"weights file not found: {args.weights}")
-        return Path(args.weights), args.config
-    if not args.config:
-        from gemseg.inference.predictor import available_models, resolve_model_name
-
-        if DEFAULT_MODEL in available_models():  # the trained default model shipped with the package
-            return resolve_model_name(DEFAULT_MODEL), None
-    # a config without weights (or no bundled default): that architecture, randomly initialised -- the caller
-    # warns loudly
-    return None, args.config or DEFAULT_CONFIG
+    return (args.model or args.weights or None), args.config
 
 
 def build_segmentor(args, tta: bool = False, threshold=None, batch_size: int = 1):

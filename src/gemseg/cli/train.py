@@ -1,6 +1,7 @@
 """``gem train``: train or fine-tune GEM with the official configs (the official ``train_net.py`` command shape).
 
     gem train --config-file gem-tiny MODEL.WEIGHTS pretrained/mobile_sam.pkl            # one process
+    gem train --config-file gem-tiny MODEL.WEIGHTS mobile-sam                           # a zoo name (gem models)
     gem train --config-file gem-tiny --num-gpus 4 MODEL.DEVICE cuda ...                 # 4 local workers (DDP)
     torchrun --nproc_per_node 4 -m gemseg.cli.main train --config-file gem-tiny ...     # the same via torchrun
     gem train --config-file gem-tiny --resume                                           # continue OUTPUT_DIR

@@ -101,7 +101,8 @@ def choose_seed(cfg: Any) -> int:
 
 
 def read_initial_weights(cfg: Any) -> Optional[Checkpoint]:
-    """Read ``MODEL.WEIGHTS`` (None when empty or a detectron2 model-zoo URL, with a warning).
+    """Read ``MODEL.WEIGHTS`` — a file or a gemseg zoo name — (None when empty or a detectron2 model-zoo URL,
+    with a warning).
 
     A GEM checkpoint of the older official variant (learned ``query_feat``, FPN adapter) sets the config's variant
     flags, so that the model is built to match it (as :func:`gemseg.load_model` does).
@@ -115,7 +116,10 @@ def read_initial_weights(cfg: Any) -> Optional[Checkpoint]:
         logger.warning("MODEL.WEIGHTS %s is a detectron2 model-zoo URL (not a GEM/SAM backbone); ignored — "
                        "pass mobile_sam.pkl / sam_vit_b_01ec64_wopos.pkl or a GEM checkpoint", weights)
         return None
-    ckpt = read_checkpoint(weights)
+    from gemseg.zoo import resolve_model
+
+    # a file, or a zoo name (mobile-sam, sam-vit-b, gem-tiny-gsds, ...) fetched into the Hugging Face cache
+    ckpt = read_checkpoint(resolve_model(weights=weights, for_training=True).weights)
     ckpt.configure(cfg)
     return ckpt
 

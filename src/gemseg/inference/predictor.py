@@ -25,7 +25,6 @@ from gemseg.modeling.gem import Prediction
 logger = logging.getLogger(__name__)
 
 PathLike = Union[str, os.PathLike]
-MODELS_DIR = Path(__file__).resolve().parents[1] / "assets" / "models"
 RANDOM_INIT_WARNING = (
     "WARNING: no weights given: GEM is RANDOMLY INITIALISED and its masks are MEANINGLESS "
     "(pass --weights/--model to use a trained model)"
@@ -33,22 +32,22 @@ RANDOM_INIT_WARNING = (
 
 
 # ----------------------------------------------------------------------------------------------------------------
-# bundled models
+# named models (the zoo owns them; kept here for existing imports)
 def available_models() -> List[str]:
-    """Names of the models bundled in ``gemseg/assets/models/<name>.safetensors``."""
-    if not MODELS_DIR.is_dir():
-        return []
-    return sorted(p.stem for p in MODELS_DIR.glob("*.safetensors"))
+    """Every model name ``from_pretrained`` accepts (the zoo's; see ``gem models``)."""
+    from gemseg.zoo import list_models
+
+    return list_models()
 
 
 def resolve_model_name(name: str) -> Path:
-    """Bundled model name → its ``.safetensors`` path; GemsegError listing the available names otherwise."""
-    path = MODELS_DIR / f"{name}.safetensors"
-    if path.is_file():
-        return path
-    names = available_models()
-    listing = ", ".join(names) if names else "none are bundled in this version (use --config/--weights)"
-    raise GemsegError(f"unknown model {name!r}; available models: {listing}")
+    """Model name → its local file (bundled, cached, or downloaded now); GemsegError listing the names otherwise."""
+    from gemseg.zoo import resolve_model
+
+    src = resolve_model(name)
+    if src.weights is None:
+        raise GemsegError(f"unknown model {name!r}")
+    return src.weights
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -148,6 +147,7 @@ class GlassSegmentor:
         self.resize = resize
         self.random_init = False
         self.source = None  # what the weights came from (for reports)
+        self.model_name = None  # short name of the model (zoo name, repo id, file stem)
 
     # ------------------------------------------------------------------------------------------------------------
     @classmethod
@@ -167,25 +167,22 @@ class GlassSegmentor:
         opts: Optional[Sequence[str]] = None,
         threads: Optional[int] = None,
     ) -> "GlassSegmentor":
-        """Build a segmentor from a bundled model name, a weights file, or a config alone (random init).
+        """Build a segmentor from a model name, a weights file, a Hub repo, or a config alone (random init).
 
-        ``name_or_path``: a bundled model name (``gemseg.inference.available_models()``), a gemseg
-        ``.safetensors`` (carries its config), an official ``.pth``/``.pkl`` (needs ``config``), an exported
-        ``.onnx`` (ONNX Runtime), or None with a ``config`` (random weights: a loud warning is logged).
+        ``name_or_path`` follows the one model rule of :mod:`gemseg.zoo.resolve`: a zoo name (``gem models``;
+        Hub models are downloaded once into the Hugging Face cache), a gemseg ``.safetensors`` (carries its
+        config) or :func:`gemseg.zoo.save_pretrained` folder, a Hub repo id ``owner/name`` in that layout, an
+        official ``.pth``/``.pkl`` (needs ``config``), an exported ``.onnx`` (ONNX Runtime), None with a
+        ``config`` (random weights: a loud warning is logged), or None alone: the bundled default model.
         ``size`` overrides the network input size (e.g. 384 or 1024). ``backend="onnxruntime"`` exports the
         PyTorch model to a temporary ONNX file first unless ``name_or_path`` already is one.
         ``optimize`` applies the exact inference rewrites of :mod:`gemseg.inference.optimize` (BatchNorm folding,
         row-blocked semantic inference).
         """
-        weights: Optional[Path] = None
-        if name_or_path is not None:
-            p = Path(name_or_path)
-            if p.exists():
-                weights = p
-            elif p.suffix == "" and os.sep not in str(name_or_path):
-                weights = resolve_model_name(str(name_or_path))
-            else:
-                raise GemsegError(f"weights file not found: {name_or_path}")
+        from gemseg.zoo import resolve_model
+
+        src = resolve_model(name_or_path, config=config)
+        weights, config = src.weights, src.config
         if backend not in ("torch", "onnxruntime"):
             raise GemsegError(f"unknown backend {backend!r}: use torch or onnxruntime")
         dev = resolve_device(device)
@@ -199,11 +196,9 @@ class GlassSegmentor:
                 raise GemsegError(f"{weights} was exported for size {runner.img_size}, not {size}")
             seg = cls(runner, tta=tta, threshold=threshold, batch_size=batch_size)
             seg.random_init = runner.metadata.get("gemseg.random_init") == "1"
-            seg.source = str(weights)
+            seg.source = src.label
+            seg.model_name = src.name
             return seg
-        if config is None and weights is None:
-            raise GemsegError("give a model: --model NAME, --weights FILE (a .safetensors carries its config) "
-                              "or --config FILE (random weights)")
         from gemseg.modeling.build import input_size_overrides, load_model
 
         all_opts = list(opts or [])
@@ -236,12 +231,8 @@ class GlassSegmentor:
                 model = optimize_for_inference(model, inplace=True, channels_last=dev.type != "mps")
             seg = cls(model, device=dev, precision=precision, tta=tta, threshold=threshold, batch_size=batch_size)
         seg.random_init = random_init
-        if weights is None:
-            seg.source = "random init"
-        elif weights.resolve().parent == MODELS_DIR:
-            seg.source = f"{weights.stem} (bundled)"
-        else:
-            seg.source = str(weights)
+        seg.source = "random init" if random_init else src.label
+        seg.model_name = src.name
         return seg
 
     # ------------------------------------------------------------------------------------------------------------
