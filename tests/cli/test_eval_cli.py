@@ -100,7 +100,7 @@ def test_size_mismatch_flags(tmp_path, capsys):
 
 
 @pytest.mark.parametrize("argv, msg", [
-    (["eval"], "nothing to score"),
+    (["eval"], "no ground truth"),  # no model named: the default model, but no dataset
     (["eval", "--pred-dir", "x", "--config", "c.yaml", "--weights", "w.pth"], "choose one mode"),
     (["eval", "--pred-dir", "{tmp}"], "no ground truth"),
     (["eval", "--pred-dir", "{tmp}", "--gt-dir", "{tmp}/missing"], "not found"),

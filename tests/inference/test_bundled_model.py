@@ -62,9 +62,9 @@ def test_gem_predict_with_no_model_arguments_uses_the_bundled_model(tmp_path, ca
 
 
 def test_without_a_bundled_default_predict_falls_back_to_loud_random_init(tmp_path, capsys, monkeypatch):
-    import gemseg.inference.predictor as predictor
+    import gemseg.zoo.hub as hub
 
-    monkeypatch.setattr(predictor, "MODELS_DIR", tmp_path / "no-models")
+    monkeypatch.setattr(hub, "MODELS_DIR", tmp_path / "no-models")
     img = tmp_path / "p.png"
     Image.fromarray(np.full((40, 40, 3), 128, np.uint8)).save(img)
     from tests.inference.tiny import TINY_OPTS
@@ -72,7 +72,7 @@ def test_without_a_bundled_default_predict_falls_back_to_loud_random_init(tmp_pa
     cfg = tmp_path / "tiny.yaml"
     cfg.write_text("MODEL:\n  BACKBONE:\n    NAME: D2TinyViT\n")
     opts = [o for o in TINY_OPTS if o not in ("MODEL.BACKBONE.NAME", "D2TinyViT")]
-    monkeypatch.setattr("gemseg.cli.predict.DEFAULT_CONFIG", str(cfg))
+    monkeypatch.setattr("gemseg.zoo.resolve.FALLBACK_CONFIG", str(cfg))
     code = main(["predict", str(img), "--output", str(tmp_path / "o"), "-q", "--opts", *opts])
     err = capsys.readouterr().err
     assert code == 0 and "RANDOMLY INITIALISED" in err

@@ -105,8 +105,7 @@ def test_from_pretrained_errors(tmp_path):
         GlassSegmentor.from_pretrained("no_such_model_name")
     with pytest.raises(GemsegError, match="not found"):
         GlassSegmentor.from_pretrained(str(tmp_path / "missing.pth"))
-    with pytest.raises(GemsegError):
-        GlassSegmentor.from_pretrained(None)
+    assert GlassSegmentor.from_pretrained(None, device="cpu").model_name == "gem-lite-synth"  # the default
     with pytest.raises(GemsegError, match="available models"):
         resolve_model_name("gem-nothing")
     assert isinstance(available_models(), list)

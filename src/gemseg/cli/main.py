@@ -19,6 +19,8 @@ COMMANDS = {
     "synth": ("gemseg.cli.synth", "build an S-GSD-style synthetic glass dataset"),
     "bench": ("gemseg.cli.bench", "measure FPS, latency and memory"),
     "export": ("gemseg.cli.export", "export the inference graph to ONNX"),
+    "models": ("gemseg.cli.models", "list the model zoo and download models into the Hugging Face cache"),
+    "push": ("gemseg.cli.push", "share a trained model on the Hugging Face Hub (save_pretrained layout)"),
 }
 
 

@@ -175,6 +175,8 @@ def format_size(n: Optional[int]) -> str:
         return "?"
     if n >= 1e9:
         return f"{n / 1e9:.2f} GB"
+    if n >= 1e8:
+        return f"{n / 1e6:.0f} MB"
     if n >= 1e6:
         return f"{n / 1e6:.1f} MB"
     return f"{n / 1e3:.0f} kB"

@@ -148,7 +148,7 @@ ENTRIES: Tuple[ZooEntry, ...] = (
     ),
     ZooEntry(
         name="sam-vit-b",
-        architecture="SAM ViT-B image encoder (GEM-Base backbone)",
+        architecture="SAM ViT-B encoder (GEM-Base init)",
         config="gem-base",
         kind="backbone",
         trained_on="SA-1B (Segment Anything); Meta's sam_vit_b_01ec64.pth, mirrored on the Hub",
@@ -162,7 +162,7 @@ ENTRIES: Tuple[ZooEntry, ...] = (
     ),
     ZooEntry(
         name="mobile-sam",
-        architecture="MobileSAM TinyViT image encoder (GEM-Tiny backbone)",
+        architecture="MobileSAM TinyViT encoder (GEM-Tiny init)",
         config="gem-tiny",
         kind="backbone",
         trained_on="SA-1B distillation of SAM ViT-H (MobileSAM)",
