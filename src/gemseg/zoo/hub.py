@@ -119,8 +119,8 @@ def fetch(
 ) -> Path:
     """Path of ``repo_id/filename`` in the Hub cache, downloading (and verifying) it when it is not there.
 
-    ``verify(path)`` must raise :class:`GemsegError` for a file that is not what it should be; the file is then
-    removed from the cache and the error re-raised as one line. ``force`` downloads again even when cached.
+    ``verify(path)`` raises (typically :class:`GemsegError`) for a file that is not what it should be; the file is
+    then removed from the cache and the error re-raised as one line. ``force`` downloads again even when cached.
     """
     label = label or f"{repo_id}/{filename}"
     if not force:
@@ -156,7 +156,7 @@ def fetch(
     if verify is not None:
         try:
             verify(path)
-        except GemsegError as e:
+        except Exception as e:  # whatever the reader raises, a file that does not load must not stay cached
             purge_cached_file(path)
             raise GemsegError(f"{label}: the file downloaded from {url} is not a usable checkpoint "
                               f"({_first_line(e)}); it was removed from the cache, so the next run downloads "
