@@ -101,3 +101,14 @@ def test_eval_bench_export_without_a_model_use_the_default(tmp_path, capsys):
     assert main(["export", "-o", str(out), "--no-check", "--size", "96"]) == 0
     err = capsys.readouterr().err
     assert f"model {DEFAULT} (bundled)" in err and "RANDOMLY" not in err and out.stat().st_size > 1e6
+
+
+def test_zoo_names_win_over_same_named_folders(tmp_path, monkeypatch):
+    from gemseg.zoo import resolve_model
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / DEFAULT).mkdir()  # e.g. an earlier run's --output folder
+    assert resolve_model(DEFAULT).label == f"{DEFAULT} (bundled)"
+    (tmp_path / "other").mkdir()
+    with pytest.raises(GemsegError, match="without model.safetensors"):  # any other folder is a path
+        resolve_model(tmp_path / "other")

@@ -194,7 +194,8 @@ def resolve_model(model: Optional[Union[PathLike, ModelSource]] = None, weights:
     spec = model if model is not None else weights
     if spec is not None and str(spec) != "":
         path = Path(spec)
-        if path.exists():
+        # zoo names first: a folder that happens to share a name (an output folder) must not shadow a model
+        if str(spec) not in model_names() and path.exists():
             return _from_path(path, config)
         return _from_name(str(spec), config, for_training)
     if config is not None:
