@@ -177,3 +177,32 @@ def test_train_model_weights_takes_a_zoo_name(fake_hub, tiny_entry, tiny_files):
     cfg = gemseg.get_config(None, TINY_OPTS + ["MODEL.WEIGHTS", "tiny-test"], freeze=False)
     ckpt = read_initial_weights(cfg)
     assert ckpt.kind == "gem" and TINY_FILE in ckpt.path and "hf-home" in ckpt.path
+
+
+def test_backbone_entries_verify_as_encoders_and_feed_training(fake_hub, tiny_entry, tiny_files, monkeypatch,
+                                                               tmp_path):
+    """A MobileSAM-style file (``image_encoder.*``) under a backbone entry: verified as an encoder, refused for
+    prediction, accepted as MODEL.WEIGHTS; a full GEM file under a backbone entry is rejected."""
+    import dataclasses
+
+    import torch
+
+    import gemseg
+    from gemseg import zoo
+    from gemseg.engine.train_loop import read_initial_weights
+    from gemseg.zoo.registry import REGISTRY
+
+    sd = {"image_encoder." + k[len("backbone."):]: v for k, v in tiny_files["model"].state_dict().items()
+          if k.startswith("backbone.") and not k.startswith(("backbone.transpose", "backbone.conv"))}
+    sam_like = tmp_path / "mobile_sam.pt"
+    torch.save(sd, sam_like)
+    entry = dataclasses.replace(tiny_entry, name="tiny-encoder", kind="backbone", filename="mobile_sam.pt")
+    monkeypatch.setitem(REGISTRY, entry.name, entry)
+    fake_hub.add(TINY_REPO, "mobile_sam.pt", tiny_files["official"].read_bytes())  # a full GEM: wrong kind
+    with pytest.raises(GemsegError, match="not a backbone.*removed from the cache"):
+        zoo.download("tiny-encoder")
+    fake_hub.add(TINY_REPO, "mobile_sam.pt", sam_like.read_bytes())
+    assert zoo.download("tiny-encoder").read_bytes() == sam_like.read_bytes()
+    assert "tiny-encoder" not in zoo.local_models()  # not a segmentation model
+    cfg = gemseg.get_config(None, TINY_OPTS + ["MODEL.WEIGHTS", "tiny-encoder"], freeze=False)
+    assert read_initial_weights(cfg).kind == "sam"
