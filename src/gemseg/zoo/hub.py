@@ -101,8 +101,9 @@ def not_available_message(label: str, repo_id: str, filename: str, revision: str
     url = file_url(repo_id, filename, revision, repo_type)
     why = ("downloads are off (HF_HUB_OFFLINE=1)" if _offline()
            else f"the Hub ({constants.ENDPOINT}) cannot be reached")
-    return (f"{label}: {filename} is not in the Hugging Face cache ({cache_dir()}) and {why}; {download_hint}"
-            f"or download {url} elsewhere and pass --weights PATH")
+    elsewhere = f"download {url} elsewhere and pass --weights PATH"
+    return (f"{label}: {filename} is not in the Hugging Face cache ({cache_dir()}) and {why}; "
+            + (f"{download_hint}or {elsewhere}" if download_hint else elsewhere))
 
 
 def fetch(
