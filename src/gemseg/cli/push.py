@@ -4,8 +4,8 @@
     gem push model_final.pth --config gem-tiny --repo-id me/gem-tiny-office
     gem push output/ --repo-id me/gem-tiny-office --save-dir share/ --dry-run   # write the folder, upload nothing
 
-Others then use it with ``gem predict photo.jpg --model me/gem-tiny-office`` or
-``GlassSegmentor.from_pretrained("me/gem-tiny-office")``.
+Others then use it with: gem predict photo.jpg --model me/gem-tiny-office --output masks/
+or in Python: GlassSegmentor.from_pretrained("me/gem-tiny-office").
 """
 from __future__ import annotations
 
