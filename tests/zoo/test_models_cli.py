@@ -54,3 +54,11 @@ def test_gem_models_download(fake_hub, tiny_entry, tiny_files, hf_cache, monkeyp
     assert main(["models", "--download", "gem-tiny-gsds"]) == 2
     err = capsys.readouterr().err
     assert "HF_HUB_OFFLINE=1" in err and "GEM_Tiny_Finetune_GSD-S_pretrained_20xdata_IoU0.770.pth" in err
+
+
+def test_docs_table_is_the_command_output(hf_cache, capsys):
+    """docs/model_zoo.md shows the table of a fresh install; it must not drift from the registry."""
+    assert main(["models"]) == 0
+    table = capsys.readouterr().out.split("\n\n")[0].strip()
+    docs = (Path(__file__).resolve().parents[2] / "docs" / "model_zoo.md").read_text()
+    assert table in docs
