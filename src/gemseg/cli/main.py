@@ -19,6 +19,7 @@ COMMANDS = {
     "synth": ("gemseg.cli.synth", "build an S-GSD-style synthetic glass dataset"),
     "bench": ("gemseg.cli.bench", "measure FPS, latency and memory"),
     "export": ("gemseg.cli.export", "export the inference graph to ONNX"),
+    "demo": ("gemseg.cli.demo", "serve a web page to try glass segmentation (Gradio)"),
 }
 
 
