@@ -56,18 +56,21 @@ def _check_port_free(host: str, port: int) -> None:
     """Fail before loading anything when the address is taken."""
     try:
         with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM) as s:
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the server does: TIME_WAIT is no conflict
             s.bind((host, port))
     except OSError as e:
         raise GemsegError(f"cannot serve on {host}:{port}: {e.strerror or e} (choose another --port)") from None
 
 
-def _stop_on_sigterm() -> None:
-    """``kill PID`` (SIGTERM, as from service managers and test harnesses) stops the server like Ctrl-C does."""
+def _stop_on_sigterm():
+    """``kill PID`` (SIGTERM, as from service managers and test harnesses) stops the server like Ctrl-C does,
+    so the download folder is removed. Returns the previous handler (None outside the main thread)."""
     def stop(signum, frame):
         raise KeyboardInterrupt
 
-    if threading.current_thread() is threading.main_thread():
-        signal.signal(signal.SIGTERM, stop)
+    if threading.current_thread() is not threading.main_thread():
+        return None
+    return signal.signal(signal.SIGTERM, stop)
 
 
 def run(args) -> int:
@@ -89,19 +92,22 @@ def run(args) -> int:
     spec = (ModelSpec(weights=args.weights, config=args.config) if args.weights
             else ModelSpec(name=args.model or DEFAULT_MODEL))
     print(f"gem demo: loading {spec.label} ...", file=sys.stderr)
-    demo = create_app(spec, device=args.device, concurrency=args.concurrency, cache_size=args.cache_size)
+    previous = _stop_on_sigterm()
     try:
-        demo.launch(server_name=args.host, server_port=args.port, share=args.share, prevent_thread_lock=True,
-                    quiet=True, **launch_options())
-    except OSError as e:  # port taken, address not available
-        demo.gemseg_store.cleanup()
-        raise GemsegError(f"cannot serve on {args.host}:{args.port}: {e}") from None
-    print(f"gem demo: {spec.label} ready in {time.perf_counter() - t0:.1f} s at {demo.local_url}"
-          + (f" and {demo.share_url}" if demo.share_url else "") + " (Ctrl-C to stop)", file=sys.stderr)
-    _stop_on_sigterm()
-    try:
-        demo.block_thread()
+        demo = create_app(spec, device=args.device, concurrency=args.concurrency, cache_size=args.cache_size)
+        try:
+            demo.launch(server_name=args.host, server_port=args.port, share=args.share, prevent_thread_lock=True,
+                        quiet=True, **launch_options())
+            print(f"gem demo: {spec.label} ready in {time.perf_counter() - t0:.1f} s at {demo.local_url}"
+                  + (f" and {demo.share_url}" if demo.share_url else "") + " (Ctrl-C to stop)", file=sys.stderr)
+            demo.block_thread()
+        except OSError as e:  # port taken meanwhile, address not available
+            raise GemsegError(f"cannot serve on {args.host}:{args.port}: {e}") from None
+        finally:
+            demo.close()
+            demo.gemseg_store.cleanup()
     finally:
-        demo.close()
-        demo.gemseg_store.cleanup()
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+    print("gem demo: stopped", file=sys.stderr)
     return 0

@@ -166,11 +166,11 @@ def build_demo(cache: SegmentorCache, store: Optional[OutputStore] = None, defau
         gr.Markdown(INTRO + f"\n*Limits: {limits_text()}*")
         with gr.Row():
             model = gr.Dropdown(cache.labels, value=default_label, label="Model", scale=2,
-                                info="models bundled with gemseg or already downloaded")
+                                info="bundled with gemseg or already downloaded")
             threshold = gr.Slider(0.05, 0.95, value=0.5, step=0.05, label="Threshold",
-                                  info="glass where its probability exceeds this (0.5 = the model's own decision)")
-            opacity = gr.Slider(0.0, 1.0, value=0.45, step=0.05, label="Overlay opacity")
-            tta = gr.Checkbox(False, label="Test-time flip", info="average with the mirrored photo (2× time)")
+                                  info="glass probability above it; 0.5 = the model's own")
+            opacity = gr.Slider(0.0, 1.0, value=0.45, step=0.05, label="Overlay opacity", info="tint strength")
+            tta = gr.Checkbox(False, label="Test-time flip", info="mirror average, 2× time")
         settings = [model, threshold, opacity, tta]
 
         with gr.Tabs():
@@ -195,8 +195,8 @@ def build_demo(cache: SegmentorCache, store: Optional[OutputStore] = None, defau
                                 side_view = gr.Image(label="Photo | overlay", format="png", interactive=False)
                         info = gr.Markdown(elem_id="gemseg-info")
                         with gr.Row():
-                            mask_file = gr.DownloadButton("Download mask (PNG, 0/255)", elem_id="gemseg-mask-dl")
-                            overlay_file = gr.DownloadButton("Download overlay (PNG)")
+                            mask_file = gr.DownloadButton("Mask PNG (0/255)", elem_id="gemseg-mask-dl", size="md")
+                            overlay_file = gr.DownloadButton("Overlay PNG", size="md")
                 outputs = [overlay_view, mask_view, heat_view, side_view, info, mask_file, overlay_file]
                 gr.on([go.click, photo.upload], h.segment_image, [photo, *settings], outputs,
                       api_visibility="private", **run)
