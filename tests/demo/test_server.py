@@ -98,6 +98,25 @@ def _call(client, path):
     return outputs, error, warnings
 
 
+def test_upload_payloads_become_files(tmp_path):
+    import base64
+    import io
+
+    from gemseg.demo.app import upload_path
+    from gemseg.demo.handlers import DemoInputError, OutputStore, read_upload
+
+    store = OutputStore(tmp_path / "store")
+    assert upload_path(None, store) is None and upload_path({"path": None, "url": None}, store) is None
+    assert upload_path({"path": "/x/a.png", "url": "http://h/a.png"}, store) == "/x/a.png"
+    buf = io.BytesIO()
+    Image.fromarray(np.full((5, 7, 3), 9, np.uint8)).save(buf, format="PNG")
+    pasted = upload_path({"path": None, "url": "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode()},
+                         store)
+    assert read_upload(pasted).rgb.shape == (5, 7, 3)
+    with pytest.raises(DemoInputError, match="pasted data"):
+        upload_path({"url": "data:image/png;base64,@@@"}, store)
+
+
 def _iou(a: np.ndarray, b: np.ndarray) -> float:
     a, b = a > 127, b > 127
     union = np.logical_or(a, b).sum()

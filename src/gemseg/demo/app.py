@@ -45,24 +45,33 @@ the default model `gem-lite-synth` is small and CPU-fast, trained on synthetic i
 """
 
 
-class PhotoInput(gr.Image):
-    """``gr.Image`` that hands the uploaded file itself to the handler instead of opening it with PIL first.
+def upload_path(payload, store: OutputStore) -> Optional[str]:
+    """The file of an image upload as it reaches an event with ``preprocess=False``: Gradio's image payload
+    (``{"path": ..., "url": ...}``) → a path on the server, or None when nothing was uploaded.
 
-    The file is then decoded by gemseg's one image reader (EXIF, 16-bit, alpha, grayscale), and a file that is
-    not an image gets the demo's readable message rather than a server error. Same browser widget as gr.Image.
+    The image events skip ``gr.Image``'s own preprocessing (which opens the file with PIL and would turn a
+    non-image into an unreadable server error, and 16-bit files into clipped RGB): the file itself goes to gemseg's
+    one image reader. Gradio has already moved the upload into its cache and checked where it came from.
     """
+    if payload is None:
+        return None
+    if isinstance(payload, str):
+        return payload
+    path, url = payload.get("path"), payload.get("url") or ""
+    if path:
+        return str(path)
+    if url.startswith("data:"):  # an image pasted as a data URL
+        import base64
+        import binascii
 
-    is_template = True  # reuse gr.Image's front-end component
-
-    def preprocess(self, payload):
-        if payload is None:
-            return None
-        if payload.url and payload.url.startswith("data:"):  # pasted as a data URL: Gradio writes it to a file
-            try:
-                return super().preprocess(payload)
-            except Exception:  # noqa: BLE001 - undecodable data URL
-                raise gr.Error("The pasted data is not an image this demo can read.") from None
-        return payload.path
+        header, _, data = url.partition(",")
+        target = store.new_dir() / "pasted_image"
+        try:
+            target.write_bytes(base64.b64decode(data, validate=True) if ";base64" in header else data.encode())
+        except (binascii.Error, ValueError):
+            raise DemoInputError("The pasted data is not an image this demo can read.") from None
+        return str(target)
+    return None
 
 
 def _user_error(e: BaseException) -> gr.Error:
@@ -94,10 +103,10 @@ class DemoHandlers:
                             threshold=_threshold(threshold))
 
     # -- one image ------------------------------------------------------------------------------------------------
-    def segment_image(self, path, label, threshold, opacity, tta):
+    def segment_image(self, payload, label, threshold, opacity, tta):
         """Page: (overlay, mask, heat map, side by side, summary, mask download, overlay download)."""
         try:
-            image = read_upload(path)
+            image = read_upload(upload_path(payload, self.store))
             for note in image.notes:
                 gr.Warning(note)
             result = segment(self._segmentor(label, threshold, tta), image, float(opacity))
@@ -108,10 +117,10 @@ class DemoHandlers:
                  side_by_side(image.rgb, result.overlay))
         return (*views, result.summary(), str(saved.mask), str(saved.overlay))
 
-    def api_segment(self, path):
+    def api_segment(self, payload):
         """API ``/segment``: (mask PNG, probability PNG) with the server's model and the default options."""
         try:
-            image = read_upload(path)
+            image = read_upload(upload_path(payload, self.store))
             for note in image.notes:
                 gr.Warning(note)
             result = segment(self._segmentor(None), image)
@@ -177,8 +186,8 @@ def build_demo(cache: SegmentorCache, store: Optional[OutputStore] = None, defau
             with gr.Tab("Image"):
                 with gr.Row():
                     with gr.Column():
-                        photo = PhotoInput(type="filepath", image_mode=None, label="Photo",
-                                           sources=["upload", "clipboard", "webcam"], elem_id="gemseg-input")
+                        photo = gr.Image(type="filepath", image_mode=None, label="Photo",
+                                         sources=["upload", "clipboard", "webcam"], elem_id="gemseg-input")
                         go = gr.Button("Segment", variant="primary", elem_id="gemseg-run")
                         gr.Examples(examples, inputs=photo, label="Example photos")
                     with gr.Column():
@@ -198,7 +207,7 @@ def build_demo(cache: SegmentorCache, store: Optional[OutputStore] = None, defau
                             mask_file = gr.DownloadButton("Mask PNG (0/255)", elem_id="gemseg-mask-dl", size="md")
                             overlay_file = gr.DownloadButton("Overlay PNG", size="md")
                 outputs = [overlay_view, mask_view, heat_view, side_view, info, mask_file, overlay_file]
-                gr.on([go.click, photo.upload], h.segment_image, [photo, *settings], outputs,
+                gr.on([go.click, photo.upload], h.segment_image, [photo, *settings], outputs, preprocess=False,
                       api_visibility="private", **run)
 
             with gr.Tab("Several images"):
@@ -227,11 +236,12 @@ def build_demo(cache: SegmentorCache, store: Optional[OutputStore] = None, defau
 
         # the API endpoint: one image in, (mask, probability) out -- a contract, see the module docstring
         with gr.Row(visible=False):
-            api_image = PhotoInput(type="filepath", image_mode=None, label="image")
+            api_image = gr.Image(type="filepath", image_mode=None, label="image")
             api_mask = gr.Image(type="filepath", format="png", label="mask")
             api_prob = gr.Image(type="filepath", format="png", label="probability")
             api_button = gr.Button()
-        api_button.click(h.api_segment, [api_image], [api_mask, api_prob], api_name="segment", **run)
+        api_button.click(h.api_segment, [api_image], [api_mask, api_prob], api_name="segment", preprocess=False,
+                         **run)
     demo.queue(max_size=32, default_concurrency_limit=concurrency)
     demo.gemseg_store = store  # for callers that clean it up when the server stops
     return demo
@@ -258,4 +268,4 @@ def launch_options() -> dict:
                 ssr_mode=False, show_error=False)
 
 
-__all__ = ["DemoHandlers", "DemoInputError", "PhotoInput", "build_demo", "create_app", "launch_options"]
+__all__ = ["DemoHandlers", "DemoInputError", "build_demo", "create_app", "launch_options", "upload_path"]
