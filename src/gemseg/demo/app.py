@@ -24,7 +24,7 @@ os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # no telemetry calls
 import gradio as gr  # noqa: E402
 
 from gemseg.demo.handlers import (  # noqa: E402
-    MAX_UPLOAD_MB, DemoInputError, OutputStore, example_images, heat_map, limits_text, mask_image, read_upload,
+    MAX_GALLERY_IMAGES, MAX_UPLOAD_MB, DemoInputError, OutputStore, example_images, heat_map, limits_text, mask_image, read_upload,
     save_result, segment, segment_files, segment_video, side_by_side,
 )
 from gemseg.demo.models import DEFAULT_MODEL, ModelSpec, SegmentorCache, model_menu, with_options  # noqa: E402
@@ -103,28 +103,29 @@ class DemoHandlers:
                             threshold=_threshold(threshold))
 
     # -- one image ------------------------------------------------------------------------------------------------
+    def _segment_upload(self, payload, segmentor, opacity: float = 0.45):
+        """Read an image upload (conversion notes shown as warnings), segment it, write its downloads."""
+        image = read_upload(upload_path(payload, self.store))
+        for note in image.notes:
+            gr.Warning(note)
+        result = segment(segmentor, image, opacity)
+        return result, save_result(result, self.store.new_dir())
+
     def segment_image(self, payload, label, threshold, opacity, tta):
         """Page: (overlay, mask, heat map, side by side, summary, mask download, overlay download)."""
         try:
-            image = read_upload(upload_path(payload, self.store))
-            for note in image.notes:
-                gr.Warning(note)
-            result = segment(self._segmentor(label, threshold, tta), image, float(opacity))
-            saved = save_result(result, self.store.new_dir())
+            result, saved = self._segment_upload(payload, self._segmentor(label, threshold, tta), float(opacity))
         except Exception as e:  # noqa: BLE001 - shown on the page
             raise _user_error(e) from None
-        views = (result.overlay, mask_image(result.prediction.mask), heat_map(result.prediction.probability),
-                 side_by_side(image.rgb, result.overlay))
+        pred = result.prediction
+        views = (result.overlay, mask_image(pred.mask), heat_map(pred.probability),
+                 side_by_side(result.image.rgb, result.overlay))
         return (*views, result.summary(), str(saved.mask), str(saved.overlay))
 
     def api_segment(self, payload):
         """API ``/segment``: (mask PNG, probability PNG) with the server's model and the default options."""
         try:
-            image = read_upload(upload_path(payload, self.store))
-            for note in image.notes:
-                gr.Warning(note)
-            result = segment(self._segmentor(None), image)
-            saved = save_result(result, self.store.new_dir())
+            _, saved = self._segment_upload(payload, self._segmentor(None))
         except Exception as e:  # noqa: BLE001 - returned to the client as an error message
             raise _user_error(e) from None
         return str(saved.mask), str(saved.probability)
@@ -135,6 +136,8 @@ class DemoHandlers:
         paths: List[str] = [f if isinstance(f, str) else getattr(f, "name", str(f)) for f in (files or [])]
         if not paths:
             raise gr.Error("No images: upload one or more photos first.")
+        if len(paths) > MAX_GALLERY_IMAGES:
+            raise gr.Error(f"{len(paths)} images: this demo segments up to {MAX_GALLERY_IMAGES} at once.")
         try:
             seg = self._segmentor(label, threshold, tta)
             results, saved = segment_files(seg, progress.tqdm(paths, desc="segmenting"), self.store,
@@ -171,7 +174,8 @@ def build_demo(cache: SegmentorCache, store: Optional[OutputStore] = None, defau
     examples = [str(p) for p in example_images()]
     run = dict(concurrency_limit=concurrency, concurrency_id=CONCURRENCY_ID)
 
-    with gr.Blocks(title="gemseg glass segmentation", analytics_enabled=False) as demo:
+    # delete_cache: every hour, Gradio drops cached uploads and results older than two hours (long-running Spaces)
+    with gr.Blocks(title="gemseg glass segmentation", analytics_enabled=False, delete_cache=(3600, 7200)) as demo:
         gr.Markdown(INTRO + f"\n*Limits: {limits_text()}*")
         with gr.Row():
             model = gr.Dropdown(cache.labels, value=default_label, label="Model", scale=2,

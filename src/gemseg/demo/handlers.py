@@ -38,6 +38,7 @@ PathLike = Union[str, os.PathLike]
 MAX_SIDE = 8192
 MAX_MEGAPIXELS = 40.0
 MAX_UPLOAD_MB = 64
+MAX_GALLERY_IMAGES = 24
 # Videos are processed frame by frame on a shared server: a short clip only.
 MAX_VIDEO_FRAMES = 300
 IMAGE_FORMATS = "JPEG, PNG, BMP, TIFF or WebP"
@@ -61,7 +62,7 @@ class LoadedImage:
 def limits_text() -> str:
     """The input limits, as stated on the page."""
     return (f"Images up to {MAX_SIDE} px per side and {MAX_MEGAPIXELS:g} megapixels ({IMAGE_FORMATS}; "
-            f"uploads up to {MAX_UPLOAD_MB} MB); videos up to {MAX_VIDEO_FRAMES} frames.")
+            f"uploads up to {MAX_UPLOAD_MB} MB), {MAX_GALLERY_IMAGES} at once; videos up to {MAX_VIDEO_FRAMES} frames.")
 
 
 def _conversion_notes(im: Image.Image) -> List[str]:
