@@ -123,7 +123,8 @@ def _iou(a: np.ndarray, b: np.ndarray) -> float:
     return 1.0 if union == 0 else float(np.logical_and(a, b).sum() / union)
 
 
-def test_api_contract_one_image_in_mask_then_probability_out(client):
+def test_api_contract_one_image_in_mask_then_probability_out(server, client):
+    print(f"\ngem demo answered after {server['startup_s']:.1f} s")
     endpoint = client.view_api(print_info=False, return_format="dict")["named_endpoints"]["/segment"]
     assert [p["component"] for p in endpoint["parameters"]] == ["Image"]
     assert [r["label"] for r in endpoint["returns"]] == ["mask", "probability"]
