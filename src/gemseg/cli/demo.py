@@ -66,6 +66,7 @@ def _stop_on_sigterm():
     """``kill PID`` (SIGTERM, as from service managers and test harnesses) stops the server like Ctrl-C does,
     so the download folder is removed. Returns the previous handler (None outside the main thread)."""
     def stop(signum, frame):
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)  # a repeated SIGTERM must not cut the clean-up short
         raise KeyboardInterrupt
 
     if threading.current_thread() is not threading.main_thread():
