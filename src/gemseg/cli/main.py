@@ -21,6 +21,7 @@ COMMANDS = {
     "export": ("gemseg.cli.export", "export the inference graph to ONNX"),
     "models": ("gemseg.cli.models", "list the model zoo and download models into the Hugging Face cache"),
     "push": ("gemseg.cli.push", "share a trained model on the Hugging Face Hub (save_pretrained layout)"),
+    "demo": ("gemseg.cli.demo", "serve a web page to try glass segmentation (Gradio)"),
 }
 
 

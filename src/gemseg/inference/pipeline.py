@@ -138,7 +138,8 @@ def _save_npy(path: Path, arr: np.ndarray) -> None:
         np.save(tmp, arr)
 
 
-def _write_image_outputs(paths: Dict[str, Path], rgb: Optional[np.ndarray], pred, quality: int) -> None:
+def write_image_outputs(paths: Dict[str, Path], rgb: Optional[np.ndarray], pred, quality: int) -> None:
+    """Write the outputs named in ``paths`` (keys mask, prob, npy, overlay) of one prediction, as gem predict does."""
     if "mask" in paths:
         write_mask(paths["mask"], pred.mask)
     if "prob" in paths:
@@ -280,7 +281,7 @@ def run_predict(segmentor, items: List[InputItem], out_dir, opts: Optional[Predi
                     paths["npy"] = item.output(out_dir, "_prob", ".npy")
                 if opts.save_overlay:
                     paths["overlay"] = item.output(out_dir, "_overlay", ".jpg")
-                handle_done(writer.submit(id(item), lambda p=paths, r=rgb, pr=pred: _write_image_outputs(
+                handle_done(writer.submit(id(item), lambda p=paths, r=rgb, pr=pred: write_image_outputs(
                     p, r, pr, opts.overlay_quality)))
             if bar is not None:
                 bar.update(len(batch))

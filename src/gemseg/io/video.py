@@ -91,10 +91,10 @@ class VideoWriter:
     """Write RGB frames to a video file atomically (temporary file renamed on :meth:`close`).
 
     The size is taken from the first frame; the codec from the extension (``mp4v`` for .mp4/.m4v/.mov,
-    ``MJPG`` for .avi, otherwise ``mp4v``).
+    ``MJPG`` for .avi, ``VP80`` for .webm (plays in browsers), otherwise ``mp4v``).
     """
 
-    _FOURCC = {".avi": "MJPG", ".mp4": "mp4v", ".m4v": "mp4v", ".mov": "mp4v", ".mkv": "mp4v"}
+    _FOURCC = {".avi": "MJPG", ".mp4": "mp4v", ".m4v": "mp4v", ".mov": "mp4v", ".mkv": "mp4v", ".webm": "VP80"}
 
     def __init__(self, path: Union[str, os.PathLike], fps: float):
         self.path = Path(path)
