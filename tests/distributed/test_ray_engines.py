@@ -1,4 +1,5 @@
-"""``gem predict --engine ray`` and ``gemseg.distributed.predict_dataset`` on a local Ray (2 CPUs, one per module).
+"""``gem predict --engine ray``, ``gemseg.distributed.predict_dataset`` and ``gem synth --executor ray`` on a local
+Ray (2 CPUs, started once for the module).
 
 The reference is the local engine run with one network thread (a Ray replica gets one CPU, hence one thread): then
 every output file, float32 ``.npy`` included, must be byte-identical.
@@ -181,3 +182,14 @@ def test_predict_dataset_returns_masks_for_ray_pipelines(ray_session, tmp_path, 
 def test_ray_flags_need_the_ray_engine(capsys, tmp_path, messy, weights):
     assert _predict(messy, "--weights", weights, "--output", tmp_path / "o", "--ray-address", "auto") == 2
     assert "need --engine ray" in capsys.readouterr().err.strip().splitlines()[-1]
+
+
+def test_synth_shards_as_ray_tasks_make_the_unsharded_set(ray_session, tmp_path, capsys):
+    from tests.synthesis.test_sharding import ARGS, tree
+
+    full, on_ray = tmp_path / "full", tmp_path / "ray"
+    assert main(["synth", *ARGS, "--output", str(full)]) == 0
+    args = [a for a in ARGS if a not in ("--workers", "1")]
+    assert main(["synth", *args, "--executor", "ray", "--workers", "3", "--output", str(on_ray)]) == 0
+    assert "7 new" in capsys.readouterr().out
+    assert tree(on_ray) == tree(full)
