@@ -28,6 +28,10 @@ def connect(address: Optional[str] = None, num_cpus: Optional[int] = None, quiet
         quiet_data(quiet)
         return ray
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    if quiet:
+        # Ray's C++ core logs a warning-grade "error" for every actor whose constructor arguments sit in the object
+        # store (all Ray Data actors); real failures still surface as Python exceptions
+        os.environ.setdefault("RAY_BACKEND_LOG_LEVEL", "fatal")
     kwargs = dict(log_to_driver=not quiet, logging_level="ERROR" if quiet else "INFO")
     try:
         if address:
