@@ -115,10 +115,10 @@ def add_parser(subparsers, name: str, help_text: str) -> argparse.ArgumentParser
     r = p.add_argument_group("engine")
     r.add_argument("--engine", choices=("local", "ray"), default="local",
                    help="local: this process; ray: a Ray Data pipeline over --workers model replicas (needs the "
-                   "ray extra: pip install 'gemseg[ray]'), same outputs and summary")
+                   "ray extra), same outputs and summary")
     r.add_argument("--ray-address", metavar="ADDR",
                    help="join this Ray cluster (auto, HOST:6379 or ray://HOST:10001; inputs and output must be on "
-                   "a file system every node sees); default: start a local Ray with --workers CPUs")
+                   "a file system every node sees); without it a local Ray with --workers CPUs is started")
     r.add_argument("--gpus-per-worker", type=float, default=0.0, metavar="G",
                    help="GPUs per Ray replica (fractions share a GPU, e.g. 0.5); use with --device cuda")
     o = p.add_argument_group("outputs")

@@ -62,7 +62,7 @@ def add_parser(subparsers, name: str, help_text: str) -> argparse.ArgumentParser
     p.add_argument("--size", type=_size, default=(640, 480), metavar="WxH", help="image size (default 640x480)")
     p.add_argument("--val-fraction", type=float, default=0.0,
                    help="fraction of images written to the validation split (default 0)")
-    p.add_argument("--workers", "-j", type=int, default=None, help="processes (default: CPUs available, ≤ 8)")
+    p.add_argument("--workers", "-j", type=int, default=None, help="processes (default: CPUs available, ≤ 8); with --executor ray: shards, one Ray task each")
     mode = p.add_mutually_exclusive_group()
     mode.add_argument("--skip-existing", action="store_true",
                       help="resume or extend an earlier run: keep finished images, make the missing ones")

@@ -244,8 +244,9 @@ def _our_files(root: Path) -> Iterable[Path]:
 def _only_synthesis_files(root: Path) -> bool:
     """Whether ``root`` holds nothing but what synthesis runs write (the tree sibling shards are filling)."""
     ours = {"images", "annotations_zero_one", "preview", MANIFEST, PARTIAL_MANIFEST, INFO}
-    return all(p.name in ours or PART_RE.match(p.name) or p.name.startswith(".manifest.partial.part-")
-               or p.name.startswith(f".{INFO}.") for p in root.iterdir())
+    # (dot-names: partial manifests and the temporaries of atomic writes of the manifest, its parts and the info)
+    return all(p.name in ours or PART_RE.match(p.name) or p.name.startswith((".manifest.", f".{INFO}."))
+               for p in root.iterdir())
 
 
 def _clean_temporaries(root: Path, shard: Optional[Tuple[int, int]]) -> None:
