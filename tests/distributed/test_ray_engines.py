@@ -95,7 +95,7 @@ def test_ray_engine_writes_the_local_engines_files(ray_session, tmp_path, messy,
     assert broken["error"]  # reported, not fatal
 
 
-def test_skip_existing_resumes_an_interrupted_run(ray_session, tmp_path, messy, weights, reference):
+def test_skip_existing_resumes_a_killed_run(ray_session, tmp_path, messy, weights, reference):
     out = tmp_path / "ray"
     assert _ray(messy, out, weights, *OUTPUT_FLAGS) == 1
     # what an interrupted run leaves: two images without outputs, one of them with a temporary file of a killed write
@@ -127,15 +127,49 @@ def _actor_pids(name: str):
     return pids
 
 
-@pytest.mark.skipif(not Path("/proc").is_dir(), reason="finds Ray's worker processes through /proc")
-def test_a_worker_killed_mid_run_is_replaced_and_nothing_is_half_written(ray_session, tmp_path, weights):
-    src = tmp_path / "many"
+N_MANY = 24
+
+
+@pytest.fixture(scope="module")
+def many(tmp_path_factory, weights):
+    """(folder of 24 photos, the local engine's outputs): big enough that writing overlays and .npy files keeps the
+    workers busy for a few seconds."""
+    src = tmp_path_factory.mktemp("many") / "in"
     src.mkdir()
-    n = 24
-    for i in range(n):  # big enough that writing overlays and .npy files keeps the workers busy for a while
+    for i in range(N_MANY):
         Image.fromarray(photo(480, 640, seed=i)).save(src / f"img_{i:02d}.jpg", quality=90)
-    ref = tmp_path / "local"
+    ref = src.parent / "local"
     assert _local(src, ref, weights, *OUTPUT_FLAGS) == 0
+    return src, ref
+
+
+def test_skip_existing_finishes_a_run_stopped_with_ctrl_c(ray_session, tmp_path, weights, many):
+    import _thread
+
+    src, ref = many
+    out = tmp_path / "ray"
+
+    def ctrl_c_after_the_first_output():
+        deadline = time.time() + 120
+        while time.time() < deadline and not (out.is_dir() and any(out.glob("*_overlay.jpg"))):
+            time.sleep(0.02)
+        _thread.interrupt_main()
+
+    threading.Thread(target=ctrl_c_after_the_first_output, daemon=True).start()
+    assert _ray(src, out, weights, *OUTPUT_FLAGS) == 130
+    summary = json.loads((out / "predict_summary.json").read_text())
+    assert summary["interrupted"] and summary["counts"]["ok"] < N_MANY
+    assert _ray(src, out, weights, *OUTPUT_FLAGS, "--skip-existing") == 0
+    counts = json.loads((out / "predict_summary.json").read_text())["counts"]
+    assert counts["skipped"] >= 1 and counts["skipped"] + counts["ok"] == N_MANY and counts["failed"] == 0
+    expected, got = _files(ref), _files(out)
+    assert got.keys() == expected.keys() and all(expected[k] == got[k] for k in expected)
+
+
+@pytest.mark.skipif(not Path("/proc").is_dir(), reason="finds Ray's worker processes through /proc")
+def test_a_worker_killed_mid_run_is_replaced_and_nothing_is_half_written(ray_session, tmp_path, weights, many):
+    src, ref = many
+    n = N_MANY
     out = tmp_path / "ray"
     killed = {}
 
