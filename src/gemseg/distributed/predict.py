@@ -303,12 +303,16 @@ def run_predict_ray(spec: SegmentorSpec, items: List[InputItem], out_dir: PathLi
                 rows = [{"key": k, "source": str(it.source), "rel": str(it.rel)} for k, it in enumerate(images)]
                 ds = ray.data.from_items(rows).map_batches(
                     _FileWorker, fn_constructor_args=(spec, blob, str(out_dir), opts), batch_size=spec.batch_size,
-                    compute=ray.data.ActorPoolStrategy(size=workers), batch_format="numpy", **res)
+                    compute=ray.data.ActorPoolStrategy(size=min(workers, len(images))), batch_format="numpy",
+                    **res)
                 for batch in ds.iter_batches(batch_size=None, batch_format="numpy", prefetch_batches=0):
                     for key, js in zip(batch["key"], batch["record"]):
                         take(records[id(images[int(key)])], json.loads(js))
                     if bar is not None:
                         bar.update(len(batch["key"]))
+                if bar is not None:
+                    bar.close()
+                    bar = None
             if videos:
                 task = ray.remote(_video_task).options(**res)
                 refs = [task.remote(spec, blob, it, str(out_dir), opts, records[id(it)]) for it in videos]
