@@ -227,3 +227,14 @@ def test_synth_shards_as_ray_tasks_make_the_unsharded_set(ray_session, tmp_path,
     assert main(["synth", *args, "--executor", "ray", "--workers", "3", "--output", str(on_ray)]) == 0
     assert "7 new" in capsys.readouterr().out
     assert tree(on_ray) == tree(full)
+
+
+def test_without_ray_the_engines_say_how_to_install_it(capsys, monkeypatch, tmp_path, messy, weights):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "ray", None)  # as if the extra were not installed
+    assert _ray(messy, tmp_path / "o", weights) == 2
+    assert "pip install 'gemseg[ray]'" in capsys.readouterr().err.strip().splitlines()[-1]
+    assert main(["synth", "-n", "2", "-o", str(tmp_path / "s"), "--executor", "ray", "-q"]) == 2
+    assert "pip install 'gemseg[ray]'" in capsys.readouterr().err
+    assert not (tmp_path / "o").exists() and not (tmp_path / "s").exists()
