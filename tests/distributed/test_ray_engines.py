@@ -227,6 +227,8 @@ def test_synth_shards_as_ray_tasks_make_the_unsharded_set(ray_session, tmp_path,
     assert main(["synth", *args, "--executor", "ray", "--workers", "3", "--output", str(on_ray)]) == 0
     assert "7 new" in capsys.readouterr().out
     assert tree(on_ray) == tree(full)
+    assert main(["synth", *args, "--executor", "ray", "--workers", "2", "--output", str(on_ray)]) == 2
+    assert "not empty" in capsys.readouterr().err
 
 
 def test_without_ray_the_engines_say_how_to_install_it(capsys, monkeypatch, tmp_path, messy, weights):

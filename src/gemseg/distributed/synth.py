@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Dict, Optional, Tuple
 
 from gemseg.errors import GemsegError
+from gemseg.synthesis.errors import SynthError
 
 
 def _shard_task(engine_spec, opts, info_options: Dict, size: Tuple[int, int]) -> Dict:
@@ -44,6 +45,10 @@ def run_synth_ray(engine_spec, opts, info_options: Dict, size: Tuple[int, int], 
     if workers < 1:
         raise GemsegError("--workers must be >= 1")
     root = Path(opts.output)
+    if root.is_dir() and any(root.iterdir()) and not (opts.skip_existing or opts.overwrite):
+        # as for an unsharded run (a lone shard cannot tell an earlier run from its running siblings; we can)
+        raise SynthError(f"output folder {root} is not empty; pass --skip-existing to resume/extend it or "
+                         f"--overwrite to replace its synthetic images")
     ray = connect(address, num_cpus=None if address else workers)
     task = ray.remote(num_cpus=1)(_shard_task)
     shards = [(k, workers) for k in range(workers)]
