@@ -18,7 +18,7 @@ import os
 import sys
 import tempfile
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Dict, Iterable, List, Optional, Sequence, Tuple, Union
 
@@ -295,7 +295,7 @@ def run_predict_ray(spec: SegmentorSpec, items: List[InputItem], out_dir: PathLi
     finished = False
     try:
         if images or videos:
-            ray = connect_for(address, workers)
+            ray = connect_for(address, workers * int(spec.threads or 1))
             blob = _ship_weights(ray, spec, address)
             res = _actor_resources(spec, gpus_per_worker)
             bar = progress_bar(len(images), "predict (ray)", progress and bool(images))
@@ -317,12 +317,22 @@ def run_predict_ray(spec: SegmentorSpec, items: List[InputItem], out_dir: PathLi
                 task = ray.remote(_video_task).options(**res)
                 refs = [task.remote(spec, blob, it, str(out_dir), opts, records[id(it)]) for it in videos]
                 for it, ref in zip(videos, refs):
-                    done = ray.get(ref)
+                    try:
+                        done = ray.get(ref)
+                    except ray.exceptions.RayError as e:  # e.g. the worker died: this video fails alone
+                        done = ItemRecord(file=str(it.source), output="")
+                        mark_failed(done, e)
                     take(records[id(it)], {k: getattr(done, k) for k in _RESULT_FIELDS})
         finished = True
     except KeyboardInterrupt:
         summary.interrupted = True
         raise
+    except Exception as e:
+        if not type(e).__module__.startswith("ray."):
+            raise
+        # the pipeline itself failed (e.g. no replica could load the model): one line, not Ray's traceback
+        reason = str(e).strip().splitlines()[-1] if str(e).strip() else type(e).__name__
+        raise GemsegError(f"the Ray pipeline failed: {reason}") from None
     finally:
         if bar is not None:
             bar.close()
@@ -332,11 +342,11 @@ def run_predict_ray(spec: SegmentorSpec, items: List[InputItem], out_dir: PathLi
     return summary
 
 
-def connect_for(address: Optional[str], workers: int):
-    """Ray for a run with ``workers`` replicas: joins ``address`` or starts a local Ray with that many CPUs."""
+def connect_for(address: Optional[str], cpus: int):
+    """Ray for a run: joins ``address`` or starts a local Ray with ``cpus`` CPUs (replicas × threads)."""
     from gemseg.distributed.runtime import connect
 
-    return connect(address, num_cpus=None if address else workers)
+    return connect(address, num_cpus=None if address else cpus)
 
 
 def predict_dataset(data, model: Optional[PathLike] = None, *, config: Optional[str] = None,
@@ -358,13 +368,11 @@ def predict_dataset(data, model: Optional[PathLike] = None, *, config: Optional[
         ``glass_fraction``, ``width``, ``height``, ``error`` ("" when fine; a failed image has a 0×0 mask) and,
         with ``probability``, ``probability`` (H×W float32). Nothing runs until the dataset is consumed or written.
     """
-    from gemseg.distributed.runtime import connect
-
     if model is None and config is None:
         raise GemsegError("give model= (a bundled name such as gem-lite-synth, or a weights file) or config=")
     spec = SegmentorSpec(source=None if model is None else str(model), config=config, batch_size=batch_size,
                          **segmentor_kwargs)
-    ray = connect(address, num_cpus=None if address else workers)
+    ray = connect_for(address, workers * int(spec.threads or 1))
     if isinstance(data, ray.data.Dataset):
         names = data.schema().names
         column = next((c for c in ("image", "bytes", "path") if c in names), None)
