@@ -110,14 +110,28 @@ def test_num_gpus_2_on_cpu_runs_ddp_with_gloo_and_learns(tmp_path):
     assert last < 0.8 * first
 
 
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
 @pytest.mark.slow
 def test_torchrun_launch(tmp_path):
+    """The multi-node command of docs/training.md (c10d rendezvous) with one node of two CPU (gloo) processes."""
     data = make_dataset(tmp_path / "data", n=2, size=64)
     out = tmp_path / "out"
-    proc, elapsed = _run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+    proc, elapsed = _run([sys.executable, "-m", "torch.distributed.run", "--nnodes=1", "--nproc-per-node=2",
+                          "--rdzv-backend=c10d", f"--rdzv-endpoint=127.0.0.1:{_free_port()}", "--rdzv-id=gemseg-test",
                           "-m", "gemseg.cli.main", *_ddp_cmd(data, out, "SOLVER.MAX_ITER", "2")])
     print(f"torchrun 2×gloo, 2 iterations: {elapsed:.1f}s")
+    assert "2 process(es) × 1 micro-batch(es) × 1 image(s)" in proc.stderr
     assert "parameters identical on all 2 ranks" in proc.stderr
+    rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert [r["iteration"] for r in rows] == [0, 1]  # rank 0 only writes
+    assert (out / "last_checkpoint").read_text() == "model_final.pth"
     assert (out / "model_final.pth").is_file()
 
 

@@ -56,6 +56,13 @@ def model_source(args):
     return (args.model or args.weights or None), args.config
 
 
+def segmentor_kwargs(args, tta: bool = False, threshold=None, batch_size: int = 1) -> dict:
+    """``GlassSegmentor.from_pretrained`` keyword arguments (all but the model source) from the model flags."""
+    return dict(device=args.device, precision=precision_of(args), size=args.size, backend=args.backend, tta=tta,
+                threshold=threshold, batch_size=batch_size, optimize=not args.no_optimize, opts=args.opts or None,
+                threads=args.threads)
+
+
 def build_segmentor(args, tta: bool = False, threshold=None, batch_size: int = 1):
     import torch
 
@@ -64,11 +71,7 @@ def build_segmentor(args, tta: bool = False, threshold=None, batch_size: int = 1
     if args.threads:
         torch.set_num_threads(int(args.threads))
     source, config = model_source(args)
-    return GlassSegmentor.from_pretrained(
-        source, config=config, device=args.device, precision=precision_of(args), size=args.size,
-        backend=args.backend, tta=tta, threshold=threshold, batch_size=batch_size,
-        optimize=not args.no_optimize, opts=args.opts or None, threads=args.threads,
-    )
+    return GlassSegmentor.from_pretrained(source, config=config, **segmentor_kwargs(args, tta, threshold, batch_size))
 
 
 def random_init_banner() -> str:
@@ -96,7 +99,16 @@ def add_parser(subparsers, name: str, help_text: str) -> argparse.ArgumentParser
     g.add_argument("--resize", choices=("cv2", "pil"), default="cv2",
                    help="square resize: cv2 bilinear (official demo) or PIL bilinear (official evaluation)")
     g.add_argument("--workers", "-j", type=int, default=min(4, os.cpu_count() or 1),
-                   help="decoding/writing threads (0 = none)")
+                   help="decoding/writing threads (0 = none); with --engine ray: model replicas (Ray actors)")
+    r = p.add_argument_group("engine")
+    r.add_argument("--engine", choices=("local", "ray"), default="local",
+                   help="local: this process; ray: a Ray Data pipeline over --workers model replicas (needs the "
+                   "ray extra), same outputs and summary")
+    r.add_argument("--ray-address", metavar="ADDR",
+                   help="join this Ray cluster (auto, HOST:6379 or ray://HOST:10001; inputs and output must be on "
+                   "a file system every node sees); without it a local Ray with --workers CPUs is started")
+    r.add_argument("--gpus-per-worker", type=float, default=0.0, metavar="G",
+                   help="GPUs per Ray replica (fractions share a GPU, e.g. 0.5); use with --device cuda")
     o = p.add_argument_group("outputs")
     o.add_argument("--no-mask", action="store_true", help="do not write the binary mask PNG")
     o.add_argument("--prob", action="store_true", help="also write <stem>_prob.png (8-bit glass probability)")
@@ -119,6 +131,12 @@ def run(args) -> int:
 
     if args.batch_size < 1:
         raise GemsegError("--batch-size must be >= 1")
+    if args.engine != "ray" and (args.ray_address or args.gpus_per_worker):
+        raise GemsegError("--ray-address and --gpus-per-worker need --engine ray")
+    if args.engine == "ray":
+        from gemseg.distributed.runtime import import_ray
+
+        import_ray()  # a one-line error before the model loads when the extra is missing
     if args.every < 1:
         raise GemsegError("--every must be >= 1")
     opts = PredictOptions(
@@ -150,7 +168,10 @@ def run(args) -> int:
         info = dict(model=seg.source, random_init=seg.random_init, backend=seg.runner.backend,
                     device=str(seg.device), precision=seg.runner.precision, size=seg.img_size,
                     batch_size=seg.batch_size, tta=seg.tta, threshold=seg.threshold, resize=seg.resize)
-        summary = run_predict(seg, items, out_dir, opts, progress=not args.quiet, info=info)
+        if args.engine == "ray":
+            summary = _run_ray(args, seg, items, out_dir, opts, info)
+        else:
+            summary = run_predict(seg, items, out_dir, opts, progress=not args.quiet, info=info)
     finally:
         if summary is None:
             print(f"gem predict: stopped; completed files are kept; resume with --skip-existing "
@@ -160,3 +181,15 @@ def run(args) -> int:
     if seg.random_init:
         print("gem predict: WARNING: random weights -- these masks are meaningless", file=sys.stderr)
     return 1 if summary.count("failed") else 0
+
+
+def _run_ray(args, seg, items, out_dir: Path, opts, info):
+    """The Ray engine: every replica builds the same segmentor as ``seg`` (checked here, on the driver)."""
+    from gemseg.distributed.predict import SegmentorSpec, run_predict_ray
+
+    source, config = model_source(args)
+    kwargs = segmentor_kwargs(args, tta=args.tta, threshold=args.threshold, batch_size=args.batch_size)
+    kwargs["opts"] = list(kwargs["opts"] or [])
+    spec = SegmentorSpec(source=None if source is None else str(source), config=config, resize=seg.resize, **kwargs)
+    return run_predict_ray(spec, items, out_dir, opts, address=args.ray_address, workers=max(1, args.workers),
+                           gpus_per_worker=args.gpus_per_worker, progress=not args.quiet, info=info)

@@ -6,6 +6,9 @@ Examples::
     gem synth --scale 5x --output data/S-GSD-5x --workers 8 --skip-existing      # resume / extend
     gem synth --engine diffusion --model-dir weights/sd15-controlnet --source-dataset data/GSD-S-D2 \
               --num-images 100 --output data/sgsd-diff
+    gem synth --num-images 168000 --seed 0 --shard 3/16 --output /shared/sgsd     # one of 16 array jobs
+    gem synth --num-images 168000 --seed 0 --executor ray --workers 64 --output /shared/sgsd
+    gem synth --merge /shared/sgsd                    # merge the manifest parts by hand (normally automatic)
 """
 from __future__ import annotations
 
@@ -39,15 +42,27 @@ def add_parser(subparsers, name: str, help_text: str) -> argparse.ArgumentParser
             "(DIR/images/{training,validation}/*.jpg, DIR/annotations_zero_one/{training,validation}/*.png with "
             "0 = background, 1 = glass) plus DIR/manifest.jsonl. Deterministic per --seed, whatever --workers."),
         formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--output", "-o", required=True, type=Path, help="dataset folder to write")
+    p.add_argument("--output", "-o", type=Path, help="dataset folder to write")
     n = p.add_mutually_exclusive_group(required=True)
     n.add_argument("--num-images", "-n", type=int, help="number of images to make")
     n.add_argument("--scale", choices=list(SCALES), help="S-GSD scale: kx = k × 3,911 images (GSD-S train size)")
+    n.add_argument("--merge", type=Path, metavar="DIR",
+                   help="only merge the manifest parts of a sharded run in DIR into DIR/manifest.jsonl (the last "
+                   "shard to finish does this itself)")
+    p.add_argument("--shard", metavar="K/N",
+                   help="make only shard K of N (0-based): the images i with i mod N == K, byte-identical to the "
+                   "same images of an unsharded run; all N shards write into one --output")
+    p.add_argument("--executor", choices=["local", "ray"], default="local",
+                   help="local processes (default) or ray: the run split into --workers shards run as Ray tasks "
+                   "(procedural engine; needs the ray extra)")
+    p.add_argument("--ray-address", metavar="ADDR",
+                   help="with --executor ray: join this Ray cluster (--output on a file system all nodes see); "
+                   "default: a local Ray with --workers CPUs")
     p.add_argument("--seed", type=int, default=0, help="run seed (default 0); image i uses a seed derived from it")
     p.add_argument("--size", type=_size, default=(640, 480), metavar="WxH", help="image size (default 640x480)")
     p.add_argument("--val-fraction", type=float, default=0.0,
                    help="fraction of images written to the validation split (default 0)")
-    p.add_argument("--workers", "-j", type=int, default=None, help="processes (default: CPUs available, ≤ 8)")
+    p.add_argument("--workers", "-j", type=int, default=None, help="processes (default: CPUs available, ≤ 8); with --executor ray: shards, one Ray task each")
     mode = p.add_mutually_exclusive_group()
     mode.add_argument("--skip-existing", action="store_true",
                       help="resume or extend an earlier run: keep finished images, make the missing ones")
@@ -56,8 +71,9 @@ def add_parser(subparsers, name: str, help_text: str) -> argparse.ArgumentParser
     p.add_argument("--preview-masks", action="store_true", help="also write 0/255 masks to DIR/preview/")
     p.add_argument("--jpeg-quality", type=int, default=90, help="JPEG quality (default 90)")
     p.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
-    p.add_argument("--engine", choices=["procedural", "diffusion"], default="procedural",
-                   help="procedural (CPU, no weights; default) or diffusion (ControlNet + SD from local weights)")
+    p.add_argument("--engine", choices=["procedural", "diffusion", "ray"], default="procedural",
+                   help="procedural (CPU, no weights; default) or diffusion (ControlNet + SD from local weights); "
+                   "ray is short for --engine procedural --executor ray")
 
     g = p.add_argument_group("procedural engine")
     g.add_argument("--backgrounds", type=Path, action="append", default=[], metavar="DIR",
@@ -90,8 +106,30 @@ def add_parser(subparsers, name: str, help_text: str) -> argparse.ArgumentParser
 
 
 def run(args: argparse.Namespace) -> int:
-    from gemseg.synthesis.writer import WriteOptions, default_workers, generate_dataset, images_for_scale
+    from gemseg.synthesis.writer import (WriteOptions, default_workers, generate_dataset, images_for_scale,
+                                         merge_shards, parse_shard)
 
+    if args.merge is not None:
+        if not args.merge.is_dir():
+            raise GemsegError(f"--merge {args.merge}: no such folder")
+        records = merge_shards(args.merge)
+        print(f"gem synth: merged {len(records)} records -> {args.merge / 'manifest.jsonl'}")
+        return 0
+    if args.output is None:
+        raise GemsegError("--output is required")
+    if args.engine == "ray":
+        args.engine, args.executor = "procedural", "ray"
+    shard = parse_shard(args.shard) if args.shard else None
+    if args.executor == "ray" and args.engine != "procedural":
+        raise GemsegError("--executor ray runs the procedural engine; shard diffusion runs with --shard K/N")
+    if args.executor == "ray" and shard is not None:
+        raise GemsegError("--executor ray makes all shards itself: leave out --shard")
+    if args.ray_address and args.executor != "ray":
+        raise GemsegError("--ray-address needs --executor ray")
+    if args.executor == "ray":
+        from gemseg.distributed.runtime import import_ray
+
+        import_ray()  # a one-line error before anything is written when the extra is missing
     width, height = args.size
     num = images_for_scale(args.scale) if args.scale else int(args.num_images)
     if num < 1:
@@ -135,14 +173,24 @@ def run(args: argparse.Namespace) -> int:
     opts = WriteOptions(output=args.output, num_images=num, seed=args.seed, val_fraction=args.val_fraction,
                         workers=workers, skip_existing=args.skip_existing, overwrite=args.overwrite,
                         preview_masks=args.preview_masks, jpeg_quality=args.jpeg_quality,
-                        progress=not args.quiet and sys.stderr.isatty())
+                        progress=not args.quiet and sys.stderr.isatty(), shard=shard)
     t0 = time.perf_counter()
-    summary = generate_dataset((args.engine, options), opts, options.to_json(), (width, height), engine=engine)
+    if args.executor == "ray":
+        from gemseg.distributed.synth import run_synth_ray
+
+        summary = run_synth_ray((args.engine, options), opts, options.to_json(), (width, height),
+                                workers=workers, address=args.ray_address)
+    else:
+        summary = generate_dataset((args.engine, options), opts, options.to_json(), (width, height), engine=engine)
     dt = time.perf_counter() - t0
     rate = summary["generated"] / dt if dt > 0 else 0.0
-    msg = (f"gem synth: {summary['generated']} new, {summary['skipped']} kept"
+    what = f"shard {shard[0]}/{shard[1]}: " if shard else ""
+    msg = (f"gem synth: {what}{summary['generated']} new, {summary['skipped']} kept"
            + (f", {summary['rejected']} rejected by the CLIP filter" if summary["rejected"] else "")
            + f" -> {summary['output']} (training {summary['training']}, validation {summary['validation']}; "
            f"{rate:.1f} images/s)")
     print(msg)
+    if shard and not summary["merged"]:
+        print(f"gem synth: manifest part written; the last of the {shard[1]} shards to finish merges the parts "
+              f"into manifest.jsonl (or run gem synth --merge {summary['output']})")
     return 0

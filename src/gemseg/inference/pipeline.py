@@ -116,15 +116,20 @@ def item_outputs(item: InputItem, out_dir: Path, opts: PredictOptions) -> List[P
     if item.kind in ("video", "camera"):
         paths = [item.output(out_dir, "_overlay", ".mp4")]
         return paths
-    paths = []
+    return list(image_output_paths(item, out_dir, opts).values())
+
+
+def image_output_paths(item: InputItem, out_dir: Path, opts: PredictOptions) -> Dict[str, Path]:
+    """The files of an image input by kind ("mask", "prob", "npy", "overlay"), in :func:`item_outputs` order."""
+    paths = {}
     if opts.save_mask:
-        paths.append(item.output(out_dir, "", ".png"))
+        paths["mask"] = item.output(out_dir, "", ".png")
     if opts.save_prob:
-        paths.append(item.output(out_dir, "_prob", ".png"))
+        paths["prob"] = item.output(out_dir, "_prob", ".png")
     if opts.save_npy:
-        paths.append(item.output(out_dir, "_prob", ".npy"))
+        paths["npy"] = item.output(out_dir, "_prob", ".npy")
     if opts.save_overlay:
-        paths.append(item.output(out_dir, "_overlay", ".jpg"))
+        paths["overlay"] = item.output(out_dir, "_overlay", ".jpg")
     return paths
 
 
@@ -139,7 +144,7 @@ def _save_npy(path: Path, arr: np.ndarray) -> None:
 
 
 def write_image_outputs(paths: Dict[str, Path], rgb: Optional[np.ndarray], pred, quality: int) -> None:
-    """Write the outputs named in ``paths`` (keys mask, prob, npy, overlay) of one prediction, as gem predict does."""
+    """Write one prediction's files (``paths`` from :func:`image_output_paths`; ``rgb`` only for an overlay)."""
     if "mask" in paths:
         write_mask(paths["mask"], pred.mask)
     if "prob" in paths:
@@ -150,7 +155,7 @@ def write_image_outputs(paths: Dict[str, Path], rgb: Optional[np.ndarray], pred,
         _save_jpeg(paths["overlay"], overlay(rgb, pred.mask), quality)
 
 
-def _progress(total: int, desc: str, enabled: bool, unit: str = "img"):
+def progress_bar(total: int, desc: str, enabled: bool, unit: str = "img"):
     if not enabled:
         return None
     try:
@@ -195,31 +200,7 @@ def run_predict(segmentor, items: List[InputItem], out_dir, opts: Optional[Predi
     out_dir.mkdir(parents=True, exist_ok=True)
     summary = RunSummary(info=dict(info or {}))
     t0 = time.perf_counter()
-    protected = input_paths(items)
-
-    # plan: outputs per item, collisions, inputs that would be overwritten, existing outputs
-    todo: List[InputItem] = []
-    claims = [(it, item_outputs(it, out_dir, opts)) for it in items]
-    collisions = find_collisions(claims)
-    records: Dict[int, ItemRecord] = {}
-    for item, paths in claims:
-        rec = ItemRecord(file=item.display, output=str(paths[0]) if paths else "", kind=item.kind)
-        records[id(item)] = rec
-        summary.records.append(rec)
-        if item.kind == "missing":
-            rec.status, rec.error = "failed", "no such file or folder (or no file matches the pattern)"
-        elif id(item) in collisions:
-            path, other = collisions[id(item)]
-            rec.status, rec.error = "failed", f"output {path} is also the output of {other.display}; rename one"
-        elif any(os.path.realpath(p) in protected for p in paths):
-            rec.status, rec.error = "failed", "an output path is an input file; refusing to overwrite an input"
-        elif opts.skip_existing and paths and all(p.exists() for p in paths):
-            rec.status = "skipped"
-        else:
-            todo.append(item)
-            continue
-        if rec.status == "failed":
-            log(f"gem predict: FAILED {rec.file}: {rec.error}")
+    todo, records = plan_items(items, out_dir, opts, summary, log)
 
     images = [it for it in todo if it.kind == "image"]
     videos = [it for it in todo if it.kind in ("video", "camera")]
@@ -227,9 +208,7 @@ def run_predict(segmentor, items: List[InputItem], out_dir, opts: Optional[Predi
     need_rgb = opts.save_overlay
 
     def fail(rec: ItemRecord, err: BaseException) -> None:
-        rec.status = "failed"
-        rec.error = err.reason if isinstance(err, ImageReadError) else f"{type(err).__name__}: {err}"
-        rec.glass_fraction = None
+        mark_failed(rec, err)
         log(f"gem predict: FAILED {rec.file}: {rec.error}")
 
     def handle_done(done) -> None:
@@ -238,12 +217,9 @@ def run_predict(segmentor, items: List[InputItem], out_dir, opts: Optional[Predi
                 fail(records[key], err)
 
     def load(item: InputItem):
-        t = time.perf_counter()
-        rgb = load_rgb(item.source)
-        square = resize_square(rgb, segmentor.img_size, segmentor.resize)
-        return (rgb if need_rgb else None), rgb.shape[:2], square, (time.perf_counter() - t) * 1000
+        return load_resized(item.source, segmentor.img_size, segmentor.resize, need_rgb)
 
-    bar = _progress(len(images), "predict", progress and bool(images))
+    bar = progress_bar(len(images), "predict", progress and bool(images))
     try:
         loaded = prefetch(images, load, workers=opts.workers, window=max(8, 2 * segmentor.batch_size))
 
@@ -272,15 +248,7 @@ def run_predict(segmentor, items: List[InputItem], out_dir, opts: Optional[Predi
                 rec.width, rec.height = int(w), int(h)
                 rec.glass_fraction = round(float(pred.mask.mean()), 6)
                 rec.decode_ms, rec.infer_ms = round(dec_ms, 2), round(per, 2)
-                paths = {}
-                if opts.save_mask:
-                    paths["mask"] = item.output(out_dir, "", ".png")
-                if opts.save_prob:
-                    paths["prob"] = item.output(out_dir, "_prob", ".png")
-                if opts.save_npy:
-                    paths["npy"] = item.output(out_dir, "_prob", ".npy")
-                if opts.save_overlay:
-                    paths["overlay"] = item.output(out_dir, "_overlay", ".jpg")
+                paths = image_output_paths(item, out_dir, opts)
                 handle_done(writer.submit(id(item), lambda p=paths, r=rgb, pr=pred: write_image_outputs(
                     p, r, pr, opts.overlay_quality)))
             if bar is not None:
@@ -299,15 +267,67 @@ def run_predict(segmentor, items: List[InputItem], out_dir, opts: Optional[Predi
         if bar is not None:
             bar.close()
         writer.close()
-        for rec in summary.records:
-            if rec.status == "ok" and rec.width is None and rec.frames is None:
-                rec.status, rec.error = "failed", "not processed (interrupted)"
-        summary.elapsed_s = time.perf_counter() - t0
-        try:
-            write_summary(out_dir, summary)
-        except OSError as e:  # pragma: no cover
-            log(f"gem predict: cannot write the summary: {e}")
+        close_summary(summary, out_dir, t0, log)
     return summary
+
+
+def plan_items(items: List[InputItem], out_dir: Path, opts: PredictOptions, summary: RunSummary,
+               log: Callable[[str], None]):
+    """One summary record per item (appended to ``summary``) and the items to compute: missing inputs, output
+    collisions and outputs that would overwrite an input fail; with ``skip_existing`` items whose outputs all exist
+    are skipped. Returns ``(todo, records)`` with ``records`` keyed by ``id(item)``."""
+    protected = input_paths(items)
+    todo: List[InputItem] = []
+    claims = [(it, item_outputs(it, out_dir, opts)) for it in items]
+    collisions = find_collisions(claims)
+    records: Dict[int, ItemRecord] = {}
+    for item, paths in claims:
+        rec = ItemRecord(file=item.display, output=str(paths[0]) if paths else "", kind=item.kind)
+        records[id(item)] = rec
+        summary.records.append(rec)
+        if item.kind == "missing":
+            rec.status, rec.error = "failed", "no such file or folder (or no file matches the pattern)"
+        elif id(item) in collisions:
+            path, other = collisions[id(item)]
+            rec.status, rec.error = "failed", f"output {path} is also the output of {other.display}; rename one"
+        elif any(os.path.realpath(p) in protected for p in paths):
+            rec.status, rec.error = "failed", "an output path is an input file; refusing to overwrite an input"
+        elif opts.skip_existing and paths and all(p.exists() for p in paths):
+            rec.status = "skipped"
+        else:
+            todo.append(item)
+            continue
+        if rec.status == "failed":
+            log(f"gem predict: FAILED {rec.file}: {rec.error}")
+    return todo, records
+
+
+def mark_failed(rec: ItemRecord, err: BaseException) -> None:
+    """Record ``err`` as the reason ``rec`` failed (an unreadable image gives its one-line reason)."""
+    rec.status = "failed"
+    rec.error = err.reason if isinstance(err, ImageReadError) else f"{type(err).__name__}: {err}"
+    rec.glass_fraction = None
+
+
+def load_resized(source, img_size: int, resize: str, keep_rgb: bool):
+    """Decode an image and square-resize it for the network: ``(rgb or None, (H, W), square, decode_ms)``."""
+    t = time.perf_counter()
+    rgb = load_rgb(source)
+    square = resize_square(rgb, img_size, resize)
+    return (rgb if keep_rgb else None), rgb.shape[:2], square, (time.perf_counter() - t) * 1000
+
+
+def close_summary(summary: RunSummary, out_dir: Path, t0: float, log: Callable[[str], None]) -> None:
+    """End of a run (finished or not): items never reached are marked, the elapsed time set, the summary
+    written."""
+    for rec in summary.records:
+        if rec.status == "ok" and rec.width is None and rec.frames is None:
+            rec.status, rec.error = "failed", "not processed (interrupted)"
+    summary.elapsed_s = time.perf_counter() - t0
+    try:
+        write_summary(out_dir, summary)
+    except OSError as e:  # pragma: no cover
+        log(f"gem predict: cannot write the summary: {e}")
 
 
 def _run_video(segmentor, item: InputItem, out_dir: Path, opts: PredictOptions, rec: ItemRecord, progress: bool,
@@ -328,7 +348,7 @@ def _run_video(segmentor, item: InputItem, out_dir: Path, opts: PredictOptions, 
         total = (count + opts.every - 1) // opts.every
         if opts.max_frames is not None:
             total = min(total, opts.max_frames)
-    bar = _progress(total or 0, Path(str(item.rel)).name, progress, unit="frame")
+    bar = progress_bar(total or 0, Path(str(item.rel)).name, progress, unit="frame")
     frames_dir = out_dir / item.rel.parent / item.rel.stem
     fractions = []
     t0 = time.perf_counter()

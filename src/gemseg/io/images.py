@@ -76,18 +76,22 @@ def to_rgb_uint8(image: Union[Image.Image, np.ndarray]) -> np.ndarray:
 
 
 def read_image(path: PathLike) -> np.ndarray:
-    """Read an image file as an ``H×W×3`` uint8 RGB array with EXIF orientation applied.
+    """Read an image file (a path or an open binary file) as an ``H×W×3`` uint8 RGB array with EXIF orientation
+    applied.
 
     Raises :class:`ImageReadError` (with the path and a short reason) for missing, empty, truncated or
     undecodable files.
     """
-    p = Path(path)
-    if not p.exists():
-        raise ImageReadError(p, "file not found")
-    if p.is_dir():
-        raise ImageReadError(p, "is a directory")
-    if p.stat().st_size == 0:
-        raise ImageReadError(p, "empty file (0 bytes)")
+    if hasattr(path, "read"):  # an open binary file (e.g. bytes from a bucket in an io.BytesIO)
+        p = path
+    else:
+        p = Path(path)
+        if not p.exists():
+            raise ImageReadError(p, "file not found")
+        if p.is_dir():
+            raise ImageReadError(p, "is a directory")
+        if p.stat().st_size == 0:
+            raise ImageReadError(p, "empty file (0 bytes)")
     try:
         with Image.open(p) as im:
             im.load()  # force a full decode so truncated files fail here, not later

@@ -27,7 +27,7 @@ import cv2
 import numpy as np
 
 from gemseg.io import IMAGE_EXTENSIONS, read_image, read_mask
-from gemseg.synthesis.writer import SynthError
+from gemseg.synthesis.errors import SynthError
 
 DEFAULT_PROMPTS = (
     "a photo of a modern living room with large glass windows, realistic, natural light",

@@ -11,6 +11,14 @@ Layout (what ``DETECTRON2_DATASETS=DIR`` and ``gemseg.data`` read)::
 Image ``i`` is a pure function of ``(seed, i)`` and the engine settings: its own seed is derived with
 ``numpy.random.SeedSequence([seed, i])``, its split from ``i`` and the validation fraction, so the files are
 byte-identical whatever the number of workers and whichever images already existed.
+
+Shards (``gem synth --shard K/N``, ``WriteOptions.shard``): shard ``K`` of ``N`` (0-based) makes the images whose
+index ``i`` has ``i mod N == K`` (round robin, so every shard gets an even share of any prefix and of both splits).
+Shards write into one tree without clashing: images have distinct names, ``synth_info.json`` has the same content
+for all of them, and each shard keeps its own manifest part (``manifest.part-K-of-N.jsonl``, and a
+``.manifest.partial.part-K-of-N.jsonl`` while it runs). The shard that finds all ``N`` parts present when it
+finishes merges them into ``manifest.jsonl`` and removes the parts (:func:`merge_shards`, also ``gem synth
+--merge DIR``), so the finished tree is byte-identical to the unsharded run with the same seed.
 """
 from __future__ import annotations
 
@@ -27,8 +35,8 @@ from typing import Callable, Dict, Iterable, Iterator, List, Optional, Tuple
 import numpy as np
 from PIL import Image
 
-from gemseg.errors import GemsegError
 from gemseg.io import atomic_path, write_mask
+from gemseg.synthesis.errors import SynthError
 
 GSD_S_TRAIN_IMAGES = 3911  # GSD-S training split; S-GSD-kx = k generated variants per training image
 SCALES = {"1x": 1, "5x": 5, "10x": 10, "20x": 20}
@@ -36,12 +44,11 @@ STEM_PREFIX = "synth_"
 STEM_RE = re.compile(r"^synth_\d{7,}$")
 MANIFEST = "manifest.jsonl"
 PARTIAL_MANIFEST = ".manifest.partial.jsonl"
+PART_RE = re.compile(r"^manifest\.part-(\d+)-of-(\d+)\.jsonl$")
+TEMP_RE = re.compile(r"^\.synth_(\d{7,})\..*\.tmp")  # a temporary of atomic_path, see _clean_temporaries
 INFO = "synth_info.json"
 SPLITS = ("training", "validation")
 
-
-class SynthError(GemsegError):
-    """A user-facing problem with a synthesis run (output folder, disk space, settings mismatch)."""
 
 
 def images_for_scale(scale: str) -> int:
@@ -110,6 +117,29 @@ class WriteOptions:
     jpeg_quality: int = 90
     progress: bool = True
     check_space: bool = True
+    shard: Optional[Tuple[int, int]] = None  # (K, N): make only the images i with i mod N == K
+
+
+def parse_shard(text: str) -> Tuple[int, int]:
+    """``"K/N"`` (0 <= K < N) → ``(K, N)``."""
+    m = re.fullmatch(r"\s*(\d+)\s*/\s*(\d+)\s*", text)
+    if not m or not 0 <= int(m.group(1)) < int(m.group(2)):
+        raise SynthError(f"--shard must look like K/N with 0 <= K < N (e.g. 0/4), got {text!r}")
+    return int(m.group(1)), int(m.group(2))
+
+
+def in_shard(index: int, shard: Optional[Tuple[int, int]]) -> bool:
+    return shard is None or index % shard[1] == shard[0]
+
+
+def part_name(shard: Tuple[int, int]) -> str:
+    """The manifest part of a shard (merged into ``manifest.jsonl`` once all parts exist)."""
+    return f"manifest.part-{shard[0]}-of-{shard[1]}.jsonl"
+
+
+def partial_name(shard: Optional[Tuple[int, int]]) -> str:
+    """The file a run appends finished records to while it runs (one per shard: shards never share a file)."""
+    return PARTIAL_MANIFEST if shard is None else f".manifest.partial.part-{shard[0]}-of-{shard[1]}.jsonl"
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -182,14 +212,23 @@ def _read_jsonl(path: Path) -> Iterator[Dict]:
     if not path.exists():
         return
     with open(path, encoding="utf-8") as f:
-        for line in f:
-            line = line.strip()
-            if not line:
-                continue
-            try:
-                yield json.loads(line)
-            except json.JSONDecodeError:  # a line cut by an interruption: that image is simply redone
-                continue
+        yield from _parse_jsonl(f)
+
+
+def read_manifest(root: Path) -> List[Dict]:
+    """The records of ``root/manifest.jsonl`` (empty when there is none)."""
+    return list(_read_jsonl(Path(root) / MANIFEST))
+
+
+def _parse_jsonl(lines: Iterable[str]) -> Iterator[Dict]:
+    for line in lines:
+        line = line.strip()
+        if not line:
+            continue
+        try:
+            yield json.loads(line)
+        except json.JSONDecodeError:  # a line cut by an interruption: that image is simply redone
+            continue
 
 
 def _our_files(root: Path) -> Iterable[Path]:
@@ -202,33 +241,56 @@ def _our_files(root: Path) -> Iterable[Path]:
                         yield p
 
 
-def prepare_output(root: Path, info: Dict, overwrite: bool, skip_existing: bool) -> Dict[str, Dict]:
-    """Check/prepare the output folder; returns the manifest records to keep (by stem) when resuming."""
+def _only_synthesis_files(root: Path) -> bool:
+    """Whether ``root`` holds nothing but what synthesis runs write (the tree sibling shards are filling)."""
+    ours = {"images", "annotations_zero_one", "preview", MANIFEST, PARTIAL_MANIFEST, INFO}
+    # (dot-names: partial manifests and the temporaries of atomic writes of the manifest, its parts and the info)
+    return all(p.name in ours or PART_RE.match(p.name) or p.name.startswith((".manifest.", f".{INFO}."))
+               for p in root.iterdir())
+
+
+def _clean_temporaries(root: Path, shard: Optional[Tuple[int, int]]) -> None:
+    """Temp files of workers killed mid-write (atomic_path cleans up after exceptions, not after SIGKILL); their
+    names end in .jpg/.png, so a glob-based reader would pick them up as images. A shard removes only its own:
+    its siblings may be writing theirs right now."""
+    for top in ("images", "annotations_zero_one", "preview"):
+        for split in SPLITS:
+            d = root / top / split
+            if d.is_dir():
+                for p in d.glob(f".{STEM_PREFIX}*.tmp*"):
+                    m = TEMP_RE.match(p.name)
+                    if shard is None or (m and in_shard(int(m.group(1)), shard)):
+                        p.unlink(missing_ok=True)
+
+
+def prepare_output(root: Path, info: Dict, overwrite: bool, skip_existing: bool,
+                   shard: Optional[Tuple[int, int]] = None) -> Dict[str, Dict]:
+    """Check/prepare the output folder; returns the manifest records to keep (by stem) when resuming.
+
+    A shard may start in a folder its siblings are filling (one that holds only synthesis files of the same
+    settings); ``overwrite`` then removes only the shard's own images."""
     if overwrite and skip_existing:
         raise SynthError("--overwrite and --skip-existing exclude each other")
     if root.exists() and not root.is_dir():
         raise SynthError(f"output {root} exists and is not a folder")
     nonempty = root.is_dir() and any(root.iterdir())
-    if nonempty and not (overwrite or skip_existing):
+    sibling_tree = shard is not None and nonempty and _only_synthesis_files(root)
+    if nonempty and not (overwrite or skip_existing or sibling_tree):
         raise SynthError(f"output folder {root} is not empty; pass --skip-existing to resume/extend it or "
                          f"--overwrite to replace its synthetic images")
     keep: Dict[str, Dict] = {}
     if nonempty:
-        # Temp files of workers killed mid-write (atomic_path cleans up after exceptions, not after SIGKILL).
-        # Their names end in .jpg/.png, so a glob-based reader would pick them up as images.
-        for top in ("images", "annotations_zero_one", "preview"):
-            for split in SPLITS:
-                d = root / top / split
-                if d.is_dir():
-                    for p in d.glob(f".{STEM_PREFIX}*.tmp*"):
-                        p.unlink(missing_ok=True)
+        _clean_temporaries(root, shard)
     if nonempty and overwrite:
         # Remove only what a synthesis run writes (synth_NNNNNNN files, manifest, info): never other user data.
         for p in _our_files(root):
-            p.unlink()
-        for name in (MANIFEST, PARTIAL_MANIFEST, INFO):
+            if shard is None or in_shard(int(p.stem[len(STEM_PREFIX):]), shard):
+                p.unlink()
+        own = (MANIFEST, PARTIAL_MANIFEST, INFO) if shard is None else (MANIFEST, part_name(shard),
+                                                                        partial_name(shard))
+        for name in own:
             (root / name).unlink(missing_ok=True)
-    elif nonempty and skip_existing:
+    elif nonempty and (skip_existing or sibling_tree):
         old_info_path = root / INFO
         if old_info_path.exists():
             old = json.loads(old_info_path.read_text(encoding="utf-8"))
@@ -236,9 +298,13 @@ def prepare_output(root: Path, info: Dict, overwrite: bool, skip_existing: bool)
                 if old.get(key) != info.get(key):
                     raise SynthError(f"{root} was made with a different {key} ({old.get(key)!r} vs "
                                      f"{info.get(key)!r}); use another output folder or --overwrite")
-        for rec in list(_read_jsonl(root / MANIFEST)) + list(_read_jsonl(root / PARTIAL_MANIFEST)):
+        sources = [MANIFEST, PARTIAL_MANIFEST] if shard is None else [MANIFEST, part_name(shard),
+                                                                      partial_name(shard)]
+        for rec in (r for name in sources for r in _read_jsonl(root / name)):
             if isinstance(rec, dict) and "stem" in rec:
                 keep[rec["stem"]] = rec
+        if not skip_existing:  # a shard without --skip-existing makes all its images again
+            keep = {}
     root.mkdir(parents=True, exist_ok=True)
     return keep
 
@@ -249,9 +315,10 @@ def _complete(root: Path, rec: Dict, preview: bool) -> bool:
     return all(f and (root / f).is_file() and (root / f).stat().st_size > 0 for f in files)
 
 
-def write_manifest(root: Path, records: Dict[int, Dict]) -> None:
-    """Write ``manifest.jsonl`` atomically, sorted by index, one compact JSON object per line."""
-    with atomic_path(root / MANIFEST) as tmp:
+def write_manifest(root: Path, records: Dict[int, Dict], name: str = MANIFEST) -> None:
+    """Write ``manifest.jsonl`` (or a shard's part ``name``) atomically, sorted by index, one compact JSON object
+    per line."""
+    with atomic_path(root / name) as tmp:
         with open(tmp, "w", encoding="utf-8") as f:
             for idx in sorted(records):
                 f.write(json.dumps(records[idx], sort_keys=True, separators=(",", ":")) + "\n")
@@ -275,18 +342,21 @@ def generate_dataset(engine_spec: Tuple[str, object], opts: WriteOptions, info_o
         raise SynthError("--val-fraction must lie in [0, 1)")
     info = {"engine": engine_spec[0], "seed": int(opts.seed), "width": width, "height": height,
             "val_fraction": float(opts.val_fraction), "options": info_options}
-    keep = prepare_output(root, info, opts.overwrite, opts.skip_existing)
+    shard = opts.shard
+    keep = prepare_output(root, info, opts.overwrite, opts.skip_existing, shard)
 
     records: Dict[int, Dict] = {}
     todo: List[int] = []
-    for i in range(opts.num_images):
+    mine = [i for i in range(opts.num_images) if in_shard(i, shard)]
+    for i in mine:
         rec = keep.get(stem_of(i))
         if rec is not None and rec.get("index") == i and _complete(root, rec, opts.preview_masks):
             records[i] = rec
         else:
             todo.append(i)
     # Records of images beyond num_images (an earlier, larger run) stay in the manifest if their files exist.
-    for rec in keep.values():
+    # (A shard leaves them to the merge, which starts from the manifest.)
+    for rec in keep.values() if shard is None else ():
         i = rec.get("index")
         if isinstance(i, int) and i >= opts.num_images and _complete(root, rec, False):
             records[i] = rec
@@ -300,7 +370,8 @@ def generate_dataset(engine_spec: Tuple[str, object], opts: WriteOptions, info_o
     tasks = [(str(root), i, int(opts.seed), split_of(i, opts.val_fraction), opts.preview_masks, opts.jpeg_quality)
              for i in todo]
     rejected = 0
-    partial = open(root / PARTIAL_MANIFEST, "a", encoding="utf-8")
+    partial_path = root / partial_name(shard)
+    partial = open(partial_path, "a", encoding="utf-8")
     bar = tqdm(total=len(tasks), unit="img", disable=not opts.progress, desc="gem synth", dynamic_ncols=True)
     try:
         def consume(rec: Optional[Dict]) -> None:
@@ -330,13 +401,57 @@ def generate_dataset(engine_spec: Tuple[str, object], opts: WriteOptions, info_o
     finally:
         bar.close()
         partial.close()
-        # Even after an interruption the manifest reflects every finished image.
-        write_manifest(root, records)
-        (root / PARTIAL_MANIFEST).unlink(missing_ok=True)
+        # Even after an interruption the manifest (a shard: its part) reflects every finished image.
+        write_manifest(root, records, MANIFEST if shard is None else part_name(shard))
+        partial_path.unlink(missing_ok=True)
 
+    merged = shard is None or merge_shards(root, shard[1], require_all=False) is not None
     counts = {s: sum(1 for r in records.values() if r["split"] == s) for s in SPLITS}
-    return {"output": str(root), "generated": len(tasks) - rejected, "skipped": opts.num_images - len(tasks),
-            "rejected": rejected, "total": len(records), **counts}
+    return {"output": str(root), "generated": len(tasks) - rejected, "skipped": len(mine) - len(tasks),
+            "rejected": rejected, "total": len(records), "merged": merged, **counts}
+
+
+def merge_shards(root: Path, num_shards: Optional[int] = None, require_all: bool = True) -> Optional[Dict[int, Dict]]:
+    """Merge the shards' manifest parts (and the records of an existing ``manifest.jsonl``) into
+    ``manifest.jsonl`` and remove the parts; returns the merged records.
+
+    ``num_shards`` defaults to the N of the parts present. Parts missing: a SynthError naming them
+    (``require_all``) or None. Two shards finishing together may both merge: the result is the same file, and a
+    shard that finds a part already removed leaves the merge to the other one (None)."""
+    root = Path(root)
+    found: Dict[int, set] = {}
+    for p in root.iterdir() if root.is_dir() else ():
+        m = PART_RE.match(p.name)
+        if m:
+            found.setdefault(int(m.group(2)), set()).add(int(m.group(1)))
+    if num_shards is None:
+        if len(found) != 1:
+            if not require_all:
+                return None
+            what = "no manifest parts" if not found else f"parts of several shard counts ({sorted(found)})"
+            raise SynthError(f"{root}: cannot merge: {what}")
+        num_shards = next(iter(found))
+    missing = sorted(set(range(num_shards)) - found.get(num_shards, set()))
+    if missing:
+        if not require_all:
+            return None
+        raise SynthError(f"{root}: shard(s) {', '.join(f'{k}/{num_shards}' for k in missing)} have not finished "
+                         f"(run them, with --skip-existing to resume)")
+    parts = []
+    for k in range(num_shards):
+        try:
+            parts.append((root / part_name((k, num_shards))).read_text(encoding="utf-8"))
+        except FileNotFoundError:  # merged and removed by a sibling meanwhile
+            return None
+    # records of an earlier, larger run stay if their files exist (as in an unsharded run)
+    records = {r["index"]: r for r in _read_jsonl(root / MANIFEST)
+               if isinstance(r.get("index"), int) and _complete(root, r, False)}
+    for text in parts:
+        records.update({r["index"]: r for r in _parse_jsonl(text.splitlines())})
+    write_manifest(root, records)
+    for k in range(num_shards):
+        (root / part_name((k, num_shards))).unlink(missing_ok=True)
+    return records
 
 
 def default_workers() -> int:
