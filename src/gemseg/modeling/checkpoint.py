@@ -71,17 +71,36 @@ def _load_pkl(path: Path) -> Any:
             raise CheckpointError(f"{path}: {e}") from None
 
 
+# what a file written by torch.save starts with: a zip archive (PyTorch >= 1.6) or a pickle (protocol >= 2)
+_TORCH_FILE_MAGIC = (b"PK\x03\x04", b"\x80")
+
+
+def _not_a_checkpoint(path: Path, detail: str) -> CheckpointError:
+    """The one message for a file that cannot be read as a checkpoint, whatever its format."""
+    detail = detail.split(". ")[0]  # the reader's first sentence; PyTorch's zip errors go on for a paragraph
+    return CheckpointError(f"cannot read checkpoint {path}: file is truncated, corrupt or not a checkpoint ({detail})")
+
+
 def _load_torch(path: Path) -> Any:
+    with open(path, "rb") as f:
+        head = f.read(4)
+    if not head.startswith(_TORCH_FILE_MAGIC):
+        raise _not_a_checkpoint(path, "neither a PyTorch zip archive nor a pickle")
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:
-        if "Weights only load failed" not in str(e) and "Unsupported global" not in str(e):
-            raise
-        detail = next((ln for ln in str(e).splitlines() if "Unsupported global" in ln), "").strip()
-        raise CheckpointError(
-            f"{path}: refusing to load Python objects from the checkpoint ({detail or 'unsupported global'}); "
-            "only tensors, numbers and containers are accepted"
-        ) from None
+        lines = [ln.strip() for ln in str(e).splitlines() if ln.strip()]
+        detail = next((ln[ln.index("Unsupported global"):].split(". ")[0] for ln in lines
+                       if "Unsupported global" in ln), "")
+        if detail:
+            raise CheckpointError(
+                f"{path}: refusing to load Python objects from the checkpoint ({detail}); "
+                "only tensors, numbers and containers are accepted"
+            ) from None
+        # any other weights-only unpickler failure (unknown opcode, bad stack): the bytes are not a checkpoint
+        reason = next((ln for ln in lines if ln.startswith(("Unsupported operand", "WeightsUnpickler error:"))
+                       and not ln.endswith(":")), lines[0] if lines else "unreadable pickle")
+        raise _not_a_checkpoint(path, reason) from None
 
 
 def _to_tensor(key: str, value: Any, path: Path) -> Tensor:
@@ -155,11 +174,14 @@ def read_checkpoint(path: PathLike) -> Checkpoint:
     metadata: Dict[str, Any] = {}
     try:
         if p.suffix == ".safetensors":
-            from safetensors import safe_open
+            from safetensors import SafetensorError, safe_open
 
-            with safe_open(str(p), framework="pt") as f:
-                metadata = dict(f.metadata() or {})
-                raw: Any = {k: f.get_tensor(k) for k in f.keys()}
+            try:
+                with safe_open(str(p), framework="pt") as f:
+                    metadata = dict(f.metadata() or {})
+                    raw: Any = {k: f.get_tensor(k) for k in f.keys()}
+            except SafetensorError as e:  # a bad header or a file cut short: same message as every format
+                raise _not_a_checkpoint(p, str(e).splitlines()[0] if str(e) else "bad safetensors file") from None
         elif p.suffix == ".pkl":
             raw = _load_pkl(p)
         else:
@@ -168,9 +190,7 @@ def read_checkpoint(path: PathLike) -> Checkpoint:
         raise
     except (pickle.UnpicklingError, EOFError, zipfile.BadZipFile, RuntimeError, OSError, ValueError,
             AttributeError, ImportError, IndexError, KeyError, TypeError) as e:
-        msg = str(e).splitlines()[0] if str(e) else type(e).__name__
-        raise CheckpointError(f"cannot read checkpoint {p}: file is truncated, corrupt or not a checkpoint ({msg})"
-                              ) from None
+        raise _not_a_checkpoint(p, str(e).splitlines()[0] if str(e) else type(e).__name__) from None
     return _normalise(raw, p, metadata)
 
 
