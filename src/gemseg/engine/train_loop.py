@@ -115,6 +115,11 @@ def read_initial_weights(cfg: Any) -> Optional[Checkpoint]:
         logger.warning("MODEL.WEIGHTS %s is a detectron2 model-zoo URL (not a GEM/SAM backbone); ignored — "
                        "pass mobile_sam.pkl / sam_vit_b_01ec64_wopos.pkl or a GEM checkpoint", weights)
         return None
+    if not Path(weights).exists() and Path(weights).suffix == "" and os.sep not in weights:
+        # a bundled model by name (MODEL.WEIGHTS gem-lite-synth): fine-tune the shipped weights
+        from gemseg.inference.predictor import resolve_model_name
+
+        weights = str(resolve_model_name(weights))
     ckpt = read_checkpoint(weights)
     ckpt.configure(cfg)
     return ckpt

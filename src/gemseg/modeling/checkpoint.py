@@ -35,7 +35,10 @@ logger = logging.getLogger(__name__)
 PathLike = Union[str, os.PathLike]
 
 EMPTY_WEIGHT_KEY = "criterion.empty_weight"
+# the model config (YAML text) saved with the weights: safetensors metadata, or an extra top-level key of a .pth
+# (detectron2's loaders ignore unknown top-level keys)
 CONFIG_METADATA_KEY = "gemseg_config"
+TEST_SIZE_KEY = "gemseg_test_size"  # the square network input size the config runs at (informative)
 PYRAMID_PREFIXES = ("backbone.transpose1.", "backbone.transpose2.", "backbone.transpose4.")
 
 
@@ -205,9 +208,13 @@ def _normalise(raw: Any, path: Path, metadata: Dict[str, Any]) -> Checkpoint:
     sd: Any = raw
     for wrapper in ("model", "state_dict"):
         if isinstance(sd.get(wrapper), dict):
-            for k in ("iteration", "__author__", "matching_heuristics"):
+            for k in ("iteration", "__author__", "matching_heuristics", CONFIG_METADATA_KEY, TEST_SIZE_KEY):
                 if k in raw and not isinstance(raw[k], (dict, list)):
                     metadata.setdefault(k, raw[k])
+            trainer = raw.get("trainer")
+            if isinstance(trainer, dict) and isinstance(trainer.get("config"), str):
+                # gem train checkpoints written before CONFIG_METADATA_KEY existed keep the config here
+                metadata.setdefault(CONFIG_METADATA_KEY, trainer["config"])
             sd = sd[wrapper]
             break
     if not sd:
@@ -257,7 +264,7 @@ def _normalise(raw: Any, path: Path, metadata: Dict[str, Any]) -> Checkpoint:
 
 
 def config_from_checkpoint(ckpt: Checkpoint):
-    """The config stored in a gemseg safetensors file, or None."""
+    """The config stored with the weights (gemseg ``.safetensors`` metadata, ``gem train`` ``.pth``), or None."""
     text = ckpt.metadata.get(CONFIG_METADATA_KEY)
     if not text:
         return None
@@ -411,7 +418,8 @@ def official_state_dict(model: nn.Module, no_object_weight: Optional[float] = No
 def save_checkpoint(model: nn.Module, path: PathLike, extra: Optional[Dict[str, Any]] = None) -> None:
     """Save atomically. ``.safetensors``: deduplicated tensors + the config in the metadata (``extra`` adds string
     metadata, e.g. provenance); anything else: the official detectron2 layout ``{"model": state_dict, **extra}``
-    that the official tools read."""
+    that the official tools read, plus the config text (``gemseg_config``) and the network input size
+    (``gemseg_test_size``) as extra top-level keys, so that the file alone describes the model."""
     from gemseg.io.atomic import atomic_path
 
     path = Path(path)
@@ -437,7 +445,11 @@ def save_checkpoint(model: nn.Module, path: PathLike, extra: Optional[Dict[str, 
         with atomic_path(path) as tmp:
             save_file(tensors, str(tmp), metadata=meta)
     else:
-        payload = {"model": official_state_dict(model)}
+        payload: Dict[str, Any] = {"model": official_state_dict(model)}
+        cfg = getattr(model, "cfg", None)
+        if cfg is not None:  # self-describing: `gem predict --weights model_final.pth` needs no --config
+            payload[CONFIG_METADATA_KEY] = cfg.dump()
+            payload[TEST_SIZE_KEY] = int(getattr(model, "img_size", 0) or 0)
         payload.update(extra or {})
         with atomic_path(path) as tmp:
             torch.save(payload, tmp)
