@@ -27,7 +27,7 @@ from PIL import Image
 
 from gemseg.errors import GemsegError
 from gemseg.inference.loader import BackgroundWriter, batched, prefetch
-from gemseg.inference.preprocess import load_rgb, resize_square
+from gemseg.inference.preprocess import load_rgb, load_rgb_for_size, resize_square
 from gemseg.inference.sources import InputItem, find_collisions, input_paths
 from gemseg.inference.visualize import overlay, probability_to_uint8
 from gemseg.io.atomic import atomic_path
@@ -304,9 +304,13 @@ def run_predict(segmentor, items: List[InputItem], out_dir, opts: Optional[Predi
 
     def load(item: InputItem):
         t = time.perf_counter()
-        rgb = load_rgb(item.source)
+        if need_rgb:  # the overlay is drawn on the full-resolution image
+            rgb = load_rgb(item.source)
+            size = rgb.shape[:2]
+        else:  # only the network input is needed: huge JPEGs decode at a reduced scale
+            rgb, size = load_rgb_for_size(item.source, segmentor.img_size)
         square = resize_square(rgb, segmentor.img_size, segmentor.resize)
-        return (rgb if need_rgb else None), rgb.shape[:2], square, (time.perf_counter() - t) * 1000
+        return (rgb if need_rgb else None), size, square, (time.perf_counter() - t) * 1000
 
     bar = _progress(len(images), "predict", progress and bool(images))
     try:

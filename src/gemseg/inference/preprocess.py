@@ -15,7 +15,7 @@ from PIL import Image
 from torch import Tensor
 from torch.nn import functional as F
 
-from gemseg.io.images import read_image, to_rgb_uint8
+from gemseg.io.images import read_image, read_image_reduced, to_rgb_uint8
 
 
 def load_rgb(image) -> np.ndarray:
@@ -25,6 +25,16 @@ def load_rgb(image) -> np.ndarray:
     if isinstance(image, Image.Image):
         return to_rgb_uint8(image)
     return read_image(image)
+
+
+def load_rgb_for_size(image, size: int) -> Tuple[np.ndarray, Tuple[int, int]]:
+    """Like :func:`load_rgb` for an image that will be resized to ``size``² only: ``(rgb, (H, W))`` with the
+    original size; a huge JPEG file is decoded at a reduced scale (bounded memory, see
+    :func:`gemseg.io.images.read_image_reduced`)."""
+    if isinstance(image, (np.ndarray, Image.Image)):
+        rgb = load_rgb(image)
+        return rgb, rgb.shape[:2]
+    return read_image_reduced(image, size)
 
 
 def resize_square(rgb: np.ndarray, size: int, resize: str = "cv2") -> np.ndarray:
