@@ -26,7 +26,7 @@ def add_model_arguments(p: argparse.ArgumentParser, precision: bool = True) -> N
                    "weights (loudly warned)")
     g.add_argument("--weights", "-w", help="official .pth/.pkl, SAM/MobileSAM .pth, gemseg .safetensors or .onnx; "
                    "default (none of --model/--weights/--config): the bundled model " + DEFAULT_MODEL)
-    g.add_argument("--model", "-m", metavar="NAME", help="a bundled model by name (default: " + DEFAULT_MODEL + "; see docs/model_card.md)")
+    g.add_argument("--model", "-m", metavar="NAME", help="a bundled model by name (see docs/model_card.md)")
     g.add_argument("--size", type=int, help="network input size (e.g. 384 or 1024; default: the config's)")
     g.add_argument("--device", default="auto", help="auto | cpu | cuda[:N] | mps (default: auto)")
     g.add_argument("--backend", choices=("torch", "onnxruntime"), default="torch",
@@ -93,7 +93,6 @@ def add_parser(subparsers, name: str, help_text: str) -> argparse.ArgumentParser
     p = subparsers.add_parser(
         name, help=help_text, description=help_text + ". Masks (0/255 PNG, original resolution) are written to "
         "OUTPUT/<path relative to the input root, extension replaced by .png>; other outputs add a suffix.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     p.add_argument("inputs", nargs="+", metavar="INPUT",
                    help="image files, folders, glob patterns (quote them), video files, or a camera index (0, camera:1)")
