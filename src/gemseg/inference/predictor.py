@@ -259,6 +259,13 @@ class GlassSegmentor:
         """The PyTorch model (None for the ONNX Runtime backend)."""
         return getattr(self.runner, "model", None)
 
+    def __repr__(self) -> str:
+        source = self.source or type(getattr(self.runner, "model", self.runner)).__name__
+        extra = "".join([", RANDOM WEIGHTS" if self.random_init else "", ", flip TTA" if self.tta else "",
+                         f", threshold={self.threshold}" if self.threshold is not None else ""])
+        return (f"GlassSegmentor(model={source!r}, backend={self.runner.backend}, device={self.device}, "
+                f"precision={self.runner.precision}, size={self.img_size}, batch_size={self.batch_size}{extra})")
+
     def prepare(self, image) -> np.ndarray:
         """Image (path, PIL, array) → the square-resized H×W×3 uint8 network input."""
         return resize_square(load_rgb(image), self.img_size, self.resize)
