@@ -9,12 +9,7 @@ import pytest
 from PIL import Image
 
 from gemseg.cli.main import main
-from tests.inference.tiny import photo, tiny_model, tiny_weights
-
-
-@pytest.fixture(scope="module")
-def weights(tmp_path_factory):
-    return tiny_weights(tmp_path_factory.mktemp("weights"))
+from tests.inference.tiny import photo, tiny_model, write_clip
 
 
 @pytest.fixture()
@@ -172,12 +167,7 @@ def test_output_inside_input_folder_is_not_rescanned(tmp_path, weights, capsys):
 
 
 def test_video_overlay_and_frames(tmp_path, weights, capsys):
-    from gemseg.io.video import VideoWriter
-
-    video = tmp_path / "clip.avi"
-    with VideoWriter(video, fps=10) as vw:
-        for i in range(10):
-            vw.write(photo(48, 64, seed=10 + i))
+    video = write_clip(tmp_path / "clip.avi", 10, 48, 64, seed=10)
     out = tmp_path / "out"
     code, _, err = _run(capsys, video, "-w", weights, "-o", out, "-b", "4", "-q")  # frame masks by default
     assert code == 0, err

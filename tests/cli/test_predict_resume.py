@@ -6,12 +6,7 @@ from PIL import Image
 
 from gemseg.cli.main import main
 from gemseg.inference.predictor import GlassSegmentor
-from tests.inference.tiny import photo, tiny_weights
-
-
-@pytest.fixture(scope="module")
-def weights(tmp_path_factory):
-    return tiny_weights(tmp_path_factory.mktemp("weights"))
+from tests.inference.tiny import photo, write_clip
 
 
 @pytest.fixture()
@@ -93,12 +88,7 @@ def test_overwrite_removes_stale_side_outputs(photos, weights, tmp_path, capsys)
 def test_video_frame_masks_by_default_and_stale_frames_removed_on_overwrite(tmp_path, weights, capsys):
     import numpy as np
 
-    from gemseg.io.video import VideoWriter
-
-    video = tmp_path / "clip.avi"
-    with VideoWriter(video, fps=10) as vw:
-        for i in range(6):
-            vw.write(photo(40, 56, seed=20 + i))
+    video = write_clip(tmp_path / "clip.avi", 6, 40, 56, seed=20)
     out = tmp_path / "out"
     assert main(["predict", str(video), "-w", str(weights), "-o", str(out), "-q"]) == 0
     frames = sorted(p.name for p in (out / "clip").iterdir())
