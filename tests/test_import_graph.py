@@ -17,6 +17,7 @@ def import_graph():
         parts = f.relative_to(PACKAGE.parent).with_suffix("").parts
         name = ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
         files[name] = f
+    names = set(files)
     graph = {}
     for name, f in files.items():
         pkg = name if f.name == "__init__.py" else name.rsplit(".", 1)[0]
@@ -29,8 +30,13 @@ def import_graph():
                 if node.level:
                     up = pkg.split(".")[: len(pkg.split(".")) - node.level + 1]
                     base = ".".join(up + ([node.module] if node.module else []))
-                deps.add(base)
-                deps.update(f"{base}.{a.name}" for a in node.names)
+                # `from pkg import submodule` depends on the submodule (any import runs its parent packages
+                # anyway, and those are not counted either); `from module import name` on the module
+                subs = {f"{base}.{a.name}" for a in node.names}
+                found = subs & names
+                deps.update(found)
+                if len(found) < len(subs):
+                    deps.add(base)
         # the root package is a lazy facade (``__version__`` and ``__getattr__`` re-exports): importing it from a
         # submodule does not import that submodule's importers, so it is no edge of a cycle
         graph[name] = {d for d in deps if d in files and d not in (name, "gemseg")}
