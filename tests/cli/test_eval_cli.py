@@ -164,10 +164,7 @@ def test_model_mode_with_stand_in(tmp_path, monkeypatch, capsys):
 
 
 def _tiny_config() -> Path:
-    cfg = FIXTURES / "official-gem-tiny-mini" / "gem_tiny_mini.yaml"
-    if not cfg.exists():
-        pytest.skip(f"fixture not found: {cfg}")
-    return cfg
+    return shared_path("fixtures", "official-gem-tiny-mini", "gem_tiny_mini.yaml")
 
 
 @pytest.mark.slow

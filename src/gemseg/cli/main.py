@@ -49,8 +49,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"gemseg {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    from gemseg.cli.help import HelpFormatter
+
     for name, mod, help_text in _available_commands():
         p = mod.add_parser(sub, name, help_text)
+        p.formatter_class = HelpFormatter  # one help style for every command (defaults shown once, no markup)
         p.set_defaults(_run=mod.run)
     return parser
 

@@ -2,7 +2,7 @@
 
     gem predict photo.jpg --config gem_sam_tiny.yaml --weights model_final.pth --output out/
     gem predict data/ -r --weights gem_tiny.safetensors --output masks/ --overlay --batch-size 4
-    gem predict clip.mp4 --weights gem_tiny.safetensors --output out/ --save-frames
+    gem predict clip.mp4 --output out/        # out/clip/000000.png, ... (frame masks) + out/clip_overlay.mp4
 """
 from __future__ import annotations
 
@@ -84,7 +84,6 @@ def add_parser(subparsers, name: str, help_text: str) -> argparse.ArgumentParser
     p = subparsers.add_parser(
         name, help=help_text, description=help_text + ". Masks (0/255 PNG, original resolution) are written to "
         "OUTPUT/<path relative to the input root, extension replaced by .png>; other outputs add a suffix.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     p.add_argument("inputs", nargs="+", metavar="INPUT",
                    help="image files, folders, glob patterns (quote them), video files, or a camera index (0, camera:1)")
@@ -110,11 +109,13 @@ def add_parser(subparsers, name: str, help_text: str) -> argparse.ArgumentParser
     r.add_argument("--gpus-per-worker", type=float, default=0.0, metavar="G",
                    help="GPUs per Ray replica (fractions share a GPU, e.g. 0.5); use with --device cuda")
     o = p.add_argument_group("outputs")
-    o.add_argument("--no-mask", action="store_true", help="do not write the binary mask PNG")
+    o.add_argument("--no-mask", action="store_true", help="do not write the binary mask PNG (images) or the per-frame masks (videos)")
     o.add_argument("--prob", action="store_true", help="also write <stem>_prob.png (8-bit glass probability)")
     o.add_argument("--npy", action="store_true", help="also write <stem>_prob.npy (float32 glass probability)")
     o.add_argument("--overlay", action="store_true", help="also write <stem>_overlay.jpg (original resolution)")
-    o.add_argument("--save-frames", action="store_true", help="videos: per-frame masks in <stem>/<frame>.png")
+    o.add_argument("--save-frames", action="store_true",
+                   help="kept for compatibility: videos always get per-frame masks OUTPUT/<stem>/<frame:06d>.png "
+                   "unless --no-mask")
     o.add_argument("--every", type=int, default=1, help="videos: process every N-th frame")
     o.add_argument("--max-frames", type=int, default=None, help="videos/cameras: stop after N processed frames")
     ex = o.add_mutually_exclusive_group()
@@ -123,6 +124,17 @@ def add_parser(subparsers, name: str, help_text: str) -> argparse.ArgumentParser
                     help="resume: skip inputs whose outputs all exist (a run stopped with Ctrl-C)")
     p.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
     return p
+
+
+def _counts_note(out_dir: Path) -> str:
+    """' (3 done, 0 failed, 5 not processed)' from the summary an interrupted run wrote, or ''."""
+    import json
+
+    try:
+        counts = json.loads((out_dir / "predict_summary.json").read_text())["counts"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return ""
+    return " (" + ", ".join(f"{n} {'done' if s == 'ok' else s}" for s, n in counts.items() if n or s == "ok") + ")"
 
 
 def run(args) -> int:
@@ -141,11 +153,9 @@ def run(args) -> int:
         raise GemsegError("--every must be >= 1")
     opts = PredictOptions(
         save_mask=not args.no_mask, save_prob=args.prob, save_npy=args.npy, save_overlay=args.overlay,
-        save_frames=args.save_frames, overwrite=args.overwrite, skip_existing=args.skip_existing,
+        save_frames=not args.no_mask, overwrite=args.overwrite, skip_existing=args.skip_existing,
         workers=max(0, args.workers), every=args.every, max_frames=args.max_frames,
     )
-    if not (opts.save_mask or opts.save_prob or opts.save_npy or opts.save_overlay):
-        raise GemsegError("--no-mask without --prob, --npy or --overlay leaves nothing to write")
     out_dir = Path(args.output)
     from gemseg.inference.pipeline import check_output_dir
 
@@ -154,6 +164,9 @@ def run(args) -> int:
     if not items:
         raise GemsegError("no input images found (folders are scanned for "
                           "jpg/png/bmp/tif/webp files; use --recursive for sub-folders)")
+    only_images = all(it.kind not in ("video", "camera") for it in items)  # a video always gets its overlay
+    if only_images and not (opts.save_mask or opts.save_prob or opts.save_npy or opts.save_overlay):
+        raise GemsegError("--no-mask without --prob, --npy or --overlay leaves nothing to write")
 
     logging.getLogger("gemseg").setLevel(logging.ERROR)  # our own banner replaces the library warning
     seg = build_segmentor(args, tta=args.tta, threshold=args.threshold, batch_size=args.batch_size)
@@ -174,8 +187,8 @@ def run(args) -> int:
             summary = run_predict(seg, items, out_dir, opts, progress=not args.quiet, info=info)
     finally:
         if summary is None:
-            print(f"gem predict: stopped; completed files are kept; resume with --skip-existing "
-                  f"(summary: {out_dir / 'predict_summary.json'})", file=sys.stderr)
+            print(f"gem predict: stopped{_counts_note(out_dir)}; completed files are kept; resume with "
+                  f"--skip-existing (summary: {out_dir / 'predict_summary.json'})", file=sys.stderr)
     print(f"gem predict: {summary.line()} -> {out_dir} (summary: {out_dir / 'predict_summary.json'})",
           file=sys.stderr)
     if seg.random_init:

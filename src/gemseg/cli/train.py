@@ -29,7 +29,7 @@ def add_parser(subparsers, name: str, help_text: str) -> argparse.ArgumentParser
                               epilog="\n\n".join(__doc__.split("\n\n")[1:]),
                               formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--config-file", required=True, metavar="FILE",
-                   help="config YAML (official files load unchanged) or a shipped name: gem-tiny, gem-base, …")
+                   help="config YAML (official files load unchanged) or a shipped name: gem-tiny, gem-base, gem-lite, …")
     p.add_argument("--num-gpus", type=int, default=1, metavar="N",
                    help="local worker processes (DDP; NCCL on CUDA, gloo on CPU). Under torchrun leave it at 1")
     p.add_argument("--resume", action="store_true",

@@ -185,6 +185,7 @@ CONFIG_ALIASES = {
     "gem-tiny-1024": "gem_sam_tiny_bs32_iter1w_steplr_1024.yaml",
     "gem-base": "gem_sam_base_bs16_iter2w_steplr.yaml",
     "gem-base-1024": "gem_sam_base_bs16_160k_steplr_1024.yaml",
+    "gem-lite": "gem_lite_effnet.yaml",
 }
 
 

@@ -38,6 +38,7 @@ from gemseg.inference.pipeline import (
     mark_failed,
     plan_items,
     progress_bar,
+    remove_files,
     write_image_outputs,
 )
 from gemseg.inference.sources import InputItem
@@ -279,17 +280,21 @@ def run_predict_ray(spec: SegmentorSpec, items: List[InputItem], out_dir: PathLi
     out_dir.mkdir(parents=True, exist_ok=True)
     summary = RunSummary(info=dict(info or {}, engine="ray", workers=workers))
     t0 = time.perf_counter()
-    todo, records = plan_items(items, out_dir, opts, summary, log)
+    todo, records, stale = plan_items(items, out_dir, opts, summary, log)
     images = [it for it in todo if it.kind == "image"]
     videos = [it for it in todo if it.kind == "video"]
     outputs = [p for it in images for p in item_outputs(it, out_dir, opts)]
     remove_stale_temporaries(outputs)  # of a run killed mid-write (SIGKILL leaves them): redone now
 
-    def take(rec: ItemRecord, result: Dict) -> None:
+    def take(rec: ItemRecord, result: Dict, item) -> None:
         for k, v in result.items():
             setattr(rec, k, v)
         if rec.status == "failed":
             log(f"gem predict: FAILED {rec.file}: {rec.error}")
+        else:  # --overwrite: side outputs of an earlier run that this run did not write (as the local engine)
+            old = stale.get(id(item), [])
+            summary.removed_stale += len(old)
+            remove_files(old)
 
     bar = None
     finished = False
@@ -307,7 +312,7 @@ def run_predict_ray(spec: SegmentorSpec, items: List[InputItem], out_dir: PathLi
                     **res)
                 for batch in ds.iter_batches(batch_size=None, batch_format="numpy", prefetch_batches=0):
                     for key, js in zip(batch["key"], batch["record"]):
-                        take(records[id(images[int(key)])], json.loads(js))
+                        take(records[id(images[int(key)])], json.loads(js), images[int(key)])
                     if bar is not None:
                         bar.update(len(batch["key"]))
                 if bar is not None:
@@ -322,7 +327,7 @@ def run_predict_ray(spec: SegmentorSpec, items: List[InputItem], out_dir: PathLi
                     except ray.exceptions.RayError as e:  # e.g. the worker died: this video fails alone
                         done = ItemRecord(file=str(it.source), output="")
                         mark_failed(done, e)
-                    take(records[id(it)], {k: getattr(done, k) for k in _RESULT_FIELDS})
+                    take(records[id(it)], {k: getattr(done, k) for k in _RESULT_FIELDS}, it)
         finished = True
     except KeyboardInterrupt:
         summary.interrupted = True

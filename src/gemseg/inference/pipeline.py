@@ -4,7 +4,8 @@ Output naming (a contract): the binary mask (0/255 PNG, the input's resolution) 
 ``OUTPUT/<rel>`` with the extension replaced by ``.png`` — ``rel`` is the file name for a single file and the path
 relative to the folder (or the glob pattern's leading folder) otherwise. Other outputs add a suffix to the stem:
 ``<stem>_prob.png`` (8-bit probability), ``<stem>_prob.npy`` (float32 probability), ``<stem>_overlay.jpg``. A video
-gives ``<stem>_overlay.mp4`` and, on request, per-frame masks ``<stem>/<frame:06d>.png``. Every file is written
+gives per-frame masks ``<stem>/<frame:06d>.png`` (0/255 PNG at the video's size; ``frame`` is the index in the
+source video) and ``<stem>_overlay.mp4``, written last (so its presence marks a finished video). Every file is written
 atomically (temporary file + rename), so an interrupted run leaves only complete files and ``skip_existing``
 resumes it.
 """
@@ -14,6 +15,7 @@ import csv
 import io
 import json
 import os
+import re
 import sys
 import time
 from dataclasses import asdict, dataclass, field
@@ -25,7 +27,7 @@ from PIL import Image
 
 from gemseg.errors import GemsegError
 from gemseg.inference.loader import BackgroundWriter, batched, prefetch
-from gemseg.inference.preprocess import load_rgb, resize_square
+from gemseg.inference.preprocess import load_rgb, load_rgb_for_size, resize_square
 from gemseg.inference.sources import InputItem, find_collisions, input_paths
 from gemseg.inference.visualize import overlay, probability_to_uint8
 from gemseg.io.atomic import atomic_path
@@ -33,6 +35,8 @@ from gemseg.io.images import ImageReadError
 from gemseg.io.masks import write_mask
 
 SUMMARY_NAME = "predict_summary"
+NOT_PROCESSED = "not processed"
+FRAME_MASK_RE = re.compile(r"^\d{6}\.png$")  # a video's per-frame mask in OUTPUT/<stem>/
 
 
 @dataclass
@@ -43,7 +47,7 @@ class PredictOptions:
     save_prob: bool = False  # 8-bit PNG
     save_npy: bool = False  # float32 .npy
     save_overlay: bool = False
-    save_frames: bool = False  # per-frame masks of videos
+    save_frames: bool = True  # videos: per-frame masks OUTPUT/<stem>/<frame:06d>.png (the mask is the product)
     overwrite: bool = False
     skip_existing: bool = False
     workers: int = 2
@@ -59,7 +63,7 @@ class ItemRecord:
     file: str
     output: str
     kind: str = "image"
-    status: str = "ok"  # ok | skipped | failed
+    status: str = "ok"  # ok | skipped | failed | not processed (the run was interrupted before reaching it)
     width: Optional[int] = None
     height: Optional[int] = None
     glass_fraction: Optional[float] = None
@@ -69,12 +73,20 @@ class ItemRecord:
     error: str = ""
 
 
+STATUSES = ("ok", "skipped", "failed", NOT_PROCESSED)
+
+
 @dataclass
 class RunSummary:
+    """This run's records (one per input), plus ``earlier``: records of a previous summary in the same output
+    folder (``skip_existing``) for inputs this run did not name, kept so that resuming never forgets earlier work."""
+
     records: List[ItemRecord] = field(default_factory=list)
     elapsed_s: float = 0.0
     interrupted: bool = False
     info: Dict[str, object] = field(default_factory=dict)
+    earlier: List[ItemRecord] = field(default_factory=list)
+    removed_stale: int = 0  # side outputs of an earlier run deleted by ``overwrite`` (not written by this run)
 
     def count(self, status: str) -> int:
         return sum(r.status == status for r in self.records)
@@ -92,6 +104,8 @@ class RunSummary:
         if self.count("skipped"):
             parts.append(f"{self.count('skipped')} skipped (existing)")
         parts.append(f"{self.count('failed')} failed")
+        if self.count(NOT_PROCESSED):
+            parts.append(f"{self.count(NOT_PROCESSED)} not processed")
         s = ", ".join(parts) + f" in {self.elapsed_s:.1f} s ({self.images_per_s:.2f} images/s)"
         if self.interrupted:
             s += " -- INTERRUPTED (resume with --skip-existing)"
@@ -168,13 +182,17 @@ def progress_bar(total: int, desc: str, enabled: bool, unit: str = "img"):
 def write_summary(out_dir: Path, summary: RunSummary) -> Path:
     """``predict_summary.json`` and ``predict_summary.csv`` in ``out_dir`` (atomic); returns the JSON path."""
     out_dir.mkdir(parents=True, exist_ok=True)
-    rows = [asdict(r) for r in summary.records]
+    rows = [asdict(r) for r in summary.records + summary.earlier]
     payload = dict(summary.info)
     payload.update(
         elapsed_s=round(summary.elapsed_s, 3), images_per_s=round(summary.images_per_s, 3),
         interrupted=summary.interrupted,
-        counts={s: summary.count(s) for s in ("ok", "skipped", "failed")}, items=rows,
+        counts={s: summary.count(s) for s in STATUSES}, items=rows,
     )
+    if summary.earlier:
+        payload["earlier_items"] = len(summary.earlier)
+    if summary.removed_stale:
+        payload["removed_stale_outputs"] = summary.removed_stale
     json_path = out_dir / f"{SUMMARY_NAME}.json"
     with atomic_path(json_path) as tmp:
         tmp.write_text(json.dumps(payload, indent=1, default=str))
@@ -189,6 +207,49 @@ def write_summary(out_dir: Path, summary: RunSummary) -> Path:
     return json_path
 
 
+def read_previous_records(out_dir: Path) -> List[ItemRecord]:
+    """The item records of ``out_dir``'s existing summary (empty when there is none or it is unreadable)."""
+    try:
+        items = json.loads((Path(out_dir) / f"{SUMMARY_NAME}.json").read_text()).get("items", [])
+        names = set(ItemRecord.__dataclass_fields__)
+        return [ItemRecord(**{k: v for k, v in row.items() if k in names}) for row in items]
+    except (OSError, ValueError, TypeError, AttributeError):
+        return []
+
+
+def merge_previous_records(summary: RunSummary, previous: List[ItemRecord]) -> None:
+    """Resume bookkeeping: a skipped item keeps what the earlier run measured (size, glass fraction, timings),
+    and earlier records of inputs this run did not name go to ``summary.earlier``."""
+    def key(r: ItemRecord) -> str:
+        return r.output or r.file
+
+    by_key = {key(r): r for r in previous}
+    for rec in summary.records:
+        old = by_key.pop(key(rec), None)
+        if old is not None and rec.status == "skipped" and old.status in ("ok", "skipped"):
+            for name in ("width", "height", "glass_fraction", "frames", "decode_ms", "infer_ms"):
+                setattr(rec, name, getattr(old, name))
+    summary.earlier = list(by_key.values())
+
+
+def stale_side_outputs(item: InputItem, out_dir: Path, opts: PredictOptions, claimed: set) -> List[Path]:
+    """``_prob.png``/``_prob.npy``/``_overlay.jpg`` files of an earlier run beside this item's outputs that this
+    run will not write (``overwrite``: they would no longer match the new mask). Paths another input of this run
+    writes (``claimed``, real paths) are never listed."""
+    if item.kind != "image":
+        return []
+    wanted = {("_prob", ".png"): opts.save_prob, ("_prob", ".npy"): opts.save_npy,
+              ("_overlay", ".jpg"): opts.save_overlay}
+    paths = [item.output(out_dir, suffix, ext) for (suffix, ext), written in wanted.items() if not written]
+    return [p for p in paths if p.is_file() and os.path.realpath(p) not in claimed]
+
+
+def remove_files(paths: List[Path]) -> None:
+    """Delete files that may already be gone (stale side outputs)."""
+    for p in paths:
+        p.unlink(missing_ok=True)
+
+
 def run_predict(segmentor, items: List[InputItem], out_dir, opts: Optional[PredictOptions] = None,
                 progress: bool = True, log: Callable[[str], None] = lambda s: print(s, file=sys.stderr),
                 info: Optional[Dict[str, object]] = None) -> RunSummary:
@@ -200,7 +261,7 @@ def run_predict(segmentor, items: List[InputItem], out_dir, opts: Optional[Predi
     out_dir.mkdir(parents=True, exist_ok=True)
     summary = RunSummary(info=dict(info or {}))
     t0 = time.perf_counter()
-    todo, records = plan_items(items, out_dir, opts, summary, log)
+    todo, records, stale = plan_items(items, out_dir, opts, summary, log)
 
     images = [it for it in todo if it.kind == "image"]
     videos = [it for it in todo if it.kind in ("video", "camera")]
@@ -249,8 +310,10 @@ def run_predict(segmentor, items: List[InputItem], out_dir, opts: Optional[Predi
                 rec.glass_fraction = round(float(pred.mask.mean()), 6)
                 rec.decode_ms, rec.infer_ms = round(dec_ms, 2), round(per, 2)
                 paths = image_output_paths(item, out_dir, opts)
-                handle_done(writer.submit(id(item), lambda p=paths, r=rgb, pr=pred: write_image_outputs(
-                    p, r, pr, opts.overlay_quality)))
+                old = stale.get(id(item), [])
+                summary.removed_stale += len(old)
+                handle_done(writer.submit(id(item), lambda p=paths, r=rgb, pr=pred, o=old: (write_image_outputs(
+                    p, r, pr, opts.overlay_quality), remove_files(o))))
             if bar is not None:
                 bar.update(len(batch))
         handle_done(writer.drain())
@@ -275,11 +338,15 @@ def plan_items(items: List[InputItem], out_dir: Path, opts: PredictOptions, summ
                log: Callable[[str], None]):
     """One summary record per item (appended to ``summary``) and the items to compute: missing inputs, output
     collisions and outputs that would overwrite an input fail; with ``skip_existing`` items whose outputs all exist
-    are skipped. Returns ``(todo, records)`` with ``records`` keyed by ``id(item)``."""
+    are skipped (and the previous summary's records are merged in). Returns ``(todo, records, stale)`` with
+    ``records`` keyed by ``id(item)`` and ``stale`` (with ``overwrite``) the side outputs of an earlier run that this
+    run will not write, per ``id(item)``: remove them once the item's new outputs are written."""
     protected = input_paths(items)
     todo: List[InputItem] = []
     claims = [(it, item_outputs(it, out_dir, opts)) for it in items]
     collisions = find_collisions(claims)
+    claimed = protected | {os.path.realpath(p) for _, paths in claims for p in paths}
+    stale: Dict[int, List[Path]] = {}
     records: Dict[int, ItemRecord] = {}
     for item, paths in claims:
         rec = ItemRecord(file=item.display, output=str(paths[0]) if paths else "", kind=item.kind)
@@ -296,10 +363,14 @@ def plan_items(items: List[InputItem], out_dir: Path, opts: PredictOptions, summ
             rec.status = "skipped"
         else:
             todo.append(item)
+            if opts.overwrite:
+                stale[id(item)] = stale_side_outputs(item, out_dir, opts, claimed)
             continue
         if rec.status == "failed":
             log(f"gem predict: FAILED {rec.file}: {rec.error}")
-    return todo, records
+    if opts.skip_existing:
+        merge_previous_records(summary, read_previous_records(out_dir))
+    return todo, records, stale
 
 
 def mark_failed(rec: ItemRecord, err: BaseException) -> None:
@@ -312,9 +383,13 @@ def mark_failed(rec: ItemRecord, err: BaseException) -> None:
 def load_resized(source, img_size: int, resize: str, keep_rgb: bool):
     """Decode an image and square-resize it for the network: ``(rgb or None, (H, W), square, decode_ms)``."""
     t = time.perf_counter()
-    rgb = load_rgb(source)
+    if keep_rgb:  # the overlay is drawn on the full-resolution image
+        rgb = load_rgb(source)
+        size = rgb.shape[:2]
+    else:  # only the network input is needed: huge JPEGs decode at a reduced scale
+        rgb, size = load_rgb_for_size(source, img_size)
     square = resize_square(rgb, img_size, resize)
-    return (rgb if keep_rgb else None), rgb.shape[:2], square, (time.perf_counter() - t) * 1000
+    return (rgb if keep_rgb else None), size, square, (time.perf_counter() - t) * 1000
 
 
 def close_summary(summary: RunSummary, out_dir: Path, t0: float, log: Callable[[str], None]) -> None:
@@ -322,7 +397,7 @@ def close_summary(summary: RunSummary, out_dir: Path, t0: float, log: Callable[[
     written."""
     for rec in summary.records:
         if rec.status == "ok" and rec.width is None and rec.frames is None:
-            rec.status, rec.error = "failed", "not processed (interrupted)"
+            rec.status, rec.error = NOT_PROCESSED, "the run was interrupted before this input"
     summary.elapsed_s = time.perf_counter() - t0
     try:
         write_summary(out_dir, summary)
@@ -332,7 +407,8 @@ def close_summary(summary: RunSummary, out_dir: Path, t0: float, log: Callable[[
 
 def _run_video(segmentor, item: InputItem, out_dir: Path, opts: PredictOptions, rec: ItemRecord, progress: bool,
                fail) -> None:
-    """Overlay video (and per-frame masks on request) for a video file or a camera (stopped by Ctrl-C)."""
+    """Per-frame masks (unless ``save_frames`` is off) and the overlay video for a video file or a camera (stopped by
+    Ctrl-C). With ``overwrite``, frame masks of an earlier run that this run did not write are removed."""
     from gemseg.io.video import VideoWriter, open_video, video_info
 
     try:
@@ -351,6 +427,7 @@ def _run_video(segmentor, item: InputItem, out_dir: Path, opts: PredictOptions, 
     bar = progress_bar(total or 0, Path(str(item.rel)).name, progress, unit="frame")
     frames_dir = out_dir / item.rel.parent / item.rel.stem
     fractions = []
+    written = set()
     t0 = time.perf_counter()
     camera = item.kind == "camera"
     try:
@@ -359,7 +436,9 @@ def _run_video(segmentor, item: InputItem, out_dir: Path, opts: PredictOptions, 
                 for frame in segmentor.predict_video(item.source, every=opts.every, max_frames=opts.max_frames):
                     vw.write(overlay(frame.image, frame.prediction.mask))
                     if opts.save_frames:
-                        write_mask(frames_dir / f"{frame.index:06d}.png", frame.prediction.mask)
+                        name = f"{frame.index:06d}.png"
+                        write_mask(frames_dir / name, frame.prediction.mask)
+                        written.add(name)
                     fractions.append(float(frame.prediction.mask.mean()))
                     if bar is not None:
                         bar.update(1)
@@ -379,6 +458,8 @@ def _run_video(segmentor, item: InputItem, out_dir: Path, opts: PredictOptions, 
     if not fractions:
         fail(rec, ImageReadError(item.display, "no decodable frame"))
         return
+    if opts.overwrite and frames_dir.is_dir():
+        remove_files([f for f in frames_dir.iterdir() if FRAME_MASK_RE.match(f.name) and f.name not in written])
     rec.width, rec.height = w, h
     rec.frames = len(fractions)
     rec.glass_fraction = round(float(np.mean(fractions)), 6)

@@ -19,7 +19,7 @@ from torch import Tensor
 
 from gemseg.errors import GemsegError
 from gemseg.inference.devices import autocast_context, resolve_device, resolve_precision
-from gemseg.inference.preprocess import load_rgb, postprocess_scores, resize_square
+from gemseg.inference.preprocess import load_rgb, load_rgb_for_size, postprocess_scores, resize_square
 from gemseg.modeling.gem import Prediction
 
 logger = logging.getLogger(__name__)
@@ -250,6 +250,13 @@ class GlassSegmentor:
         """The PyTorch model (None for the ONNX Runtime backend)."""
         return getattr(self.runner, "model", None)
 
+    def __repr__(self) -> str:
+        source = self.source or type(getattr(self.runner, "model", self.runner)).__name__
+        extra = "".join([", RANDOM WEIGHTS" if self.random_init else "", ", flip TTA" if self.tta else "",
+                         f", threshold={self.threshold}" if self.threshold is not None else ""])
+        return (f"GlassSegmentor(model={source!r}, backend={self.runner.backend}, device={self.device}, "
+                f"precision={self.runner.precision}, size={self.img_size}, batch_size={self.batch_size}{extra})")
+
     def prepare(self, image) -> np.ndarray:
         """Image (path, PIL, array) → the square-resized H×W×3 uint8 network input."""
         return resize_square(load_rgb(image), self.img_size, self.resize)
@@ -288,7 +295,8 @@ class GlassSegmentor:
         images → a list of predictions (batched by ``batch_size``)."""
         if isinstance(image, (list, tuple)):
             return self.predict_arrays([load_rgb(im) for im in image])
-        return self.predict_arrays([load_rgb(image)])[0]
+        rgb, size = load_rgb_for_size(image, self.img_size)  # a huge JPEG file decodes at a reduced scale
+        return self.predict_resized([resize_square(rgb, self.img_size, self.resize)], [size])[0]
 
     def predict_video(self, source, every: int = 1, max_frames: Optional[int] = None) -> Iterator[VideoFrame]:
         """Yield a :class:`VideoFrame` for every ``every``-th frame of a video file or camera index (int)."""

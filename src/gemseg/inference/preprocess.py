@@ -1,74 +1,11 @@
 """The one pre/post-processing path for inference (model.predict, gem predict, gem eval, ONNX wrapper).
 
-Pre: RGB uint8 → square resize to the model size (aspect ratio not kept, as the official pipeline) → float
-tensor on 0–255 (normalisation happens inside the model). Post: 2-channel scores bilinearly resized back to the
-original H×W (align_corners=False) → probability = glass / (bg + glass) and mask = argmax == glass.
+Defined in :mod:`gemseg.modeling.prediction` (``GEM.predict`` uses it, and modeling never imports inference) and
+re-exported here for the inference code: square bilinear resize to the model size → network → 2-channel scores
+resized back to the original H×W → probability and argmax mask.
 """
-from __future__ import annotations
+from gemseg.modeling.prediction import (Prediction, load_rgb, load_rgb_for_size, postprocess_scores,
+                                        preprocess_image, resize_scores, resize_square, scores_to_outputs)
 
-from typing import Tuple
-
-import cv2
-import numpy as np
-import torch
-from PIL import Image
-from torch import Tensor
-from torch.nn import functional as F
-
-from gemseg.io.images import read_image, to_rgb_uint8
-
-
-def load_rgb(image) -> np.ndarray:
-    """Path / PIL image / array → H×W×3 uint8 RGB (via the project's one image reader)."""
-    if isinstance(image, np.ndarray):
-        return to_rgb_uint8(image)
-    if isinstance(image, Image.Image):
-        return to_rgb_uint8(image)
-    return read_image(image)
-
-
-def resize_square(rgb: np.ndarray, size: int, resize: str = "cv2") -> np.ndarray:
-    """Square-resize an H×W×3 uint8 image to size×size with bilinear interpolation (no-op at that size)."""
-    if rgb.shape[0] == size and rgb.shape[1] == size:
-        return rgb
-    if resize == "cv2":
-        return cv2.resize(rgb, (size, size), interpolation=cv2.INTER_LINEAR)
-    if resize == "pil":
-        return np.asarray(Image.fromarray(rgb).resize((size, size), Image.BILINEAR))
-    raise ValueError(f"resize must be 'cv2' or 'pil', got {resize!r}")
-
-
-def preprocess_image(image, size: int, resize: str = "cv2") -> Tuple[Tensor, Tuple[int, int]]:
-    """Image → ([3, size, size] float32 tensor on 0–255, original (H, W))."""
-    rgb = load_rgb(image)
-    h, w = rgb.shape[:2]
-    sq = resize_square(rgb, size, resize)
-    return torch.from_numpy(np.ascontiguousarray(sq.transpose(2, 0, 1))).float(), (h, w)
-
-
-def resize_scores(scores: Tensor, size: Tuple[int, int]) -> Tensor:
-    """[..., 2, S, S] → [..., 2, H, W] bilinear, align_corners=False (detectron2 ``sem_seg_postprocess``)."""
-    if tuple(scores.shape[-2:]) == tuple(size):
-        return scores
-    squeeze = scores.dim() == 3
-    out = F.interpolate(scores[None] if squeeze else scores, size=tuple(size), mode="bilinear",
-                        align_corners=False)
-    return out[0] if squeeze else out
-
-
-def scores_to_outputs(scores: np.ndarray):
-    """[2, H, W] scores → (probability [H, W] float32, mask [H, W] bool)."""
-    bg, glass = scores[0], scores[1]
-    denom = bg + glass
-    prob = np.divide(glass, denom, out=np.full_like(glass, 0.5), where=denom > 0).astype(np.float32)
-    mask = glass > bg  # argmax over (bg, glass): ties go to background, as torch.argmax picks the first
-    return prob, mask
-
-
-def postprocess_scores(scores: Tensor, size: Tuple[int, int]):
-    """[2, S, S] network scores → :class:`gemseg.modeling.gem.Prediction` at (H, W)."""
-    from gemseg.modeling.gem import Prediction
-
-    s = resize_scores(scores.float(), size).cpu().numpy().astype(np.float32, copy=False)
-    prob, mask = scores_to_outputs(s)
-    return Prediction(scores=s, probability=prob, mask=mask)
+__all__ = ["Prediction", "load_rgb", "load_rgb_for_size", "postprocess_scores", "preprocess_image", "resize_scores",
+           "resize_square", "scores_to_outputs"]

