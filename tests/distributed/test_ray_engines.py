@@ -90,7 +90,8 @@ def test_ray_engine_writes_the_local_engines_files(ray_session, tmp_path, messy,
     assert [k for k in ref if ref[k] != got[k]] == []
     assert _statuses(out) == _statuses(reference)
     summary = json.loads((out / "predict_summary.json").read_text())
-    assert summary["engine"] == "ray" and summary["counts"] == {"ok": 4, "skipped": 0, "failed": 1}
+    assert summary["engine"] == "ray"
+    assert summary["counts"] == {"ok": 4, "skipped": 0, "failed": 1, "not processed": 0}
     broken = next(r for r in summary["items"] if r["file"].endswith("broken.jpg"))
     assert broken["error"]  # reported, not fatal
 
@@ -107,7 +108,7 @@ def test_skip_existing_resumes_a_killed_run(ray_session, tmp_path, messy, weight
     assert _ray(messy, out, weights, *OUTPUT_FLAGS) == 2  # not empty: refused without --skip-existing
     assert _ray(messy, out, weights, *OUTPUT_FLAGS, "--skip-existing") == 1
     counts = json.loads((out / "predict_summary.json").read_text())["counts"]
-    assert counts == {"ok": 2, "skipped": 2, "failed": 1}
+    assert counts == {"ok": 2, "skipped": 2, "failed": 1, "not processed": 0}
     assert not stale.exists()
     ref, got = _files(reference), _files(out)
     assert got.keys() == ref.keys() and all(ref[k] == got[k] for k in ref)
@@ -189,7 +190,7 @@ def test_a_worker_killed_mid_run_is_replaced_and_nothing_is_half_written(ray_ses
     watcher.join()
     assert killed and killed["done"] < n, f"the worker was not killed mid-run: {killed}"
     summary = json.loads((out / "predict_summary.json").read_text())
-    assert summary["counts"] == {"ok": n, "skipped": 0, "failed": 0}
+    assert summary["counts"] == {"ok": n, "skipped": 0, "failed": 0, "not processed": 0}
     expected, got = _files(ref), _files(out)
     assert got.keys() == expected.keys()  # no temporary file left by the killed write
     assert all(expected[k] == got[k] for k in expected)
