@@ -151,7 +151,7 @@ def test_bench_reports_precision_rows_with_agreement(weights, photos, tmp_path, 
     out = tmp_path / "bench.json"
     code = main(["bench", "-w", str(weights), "--precisions", "fp32", "bf16", "int8", "--backends", "torch",
                  "onnxruntime", "--calibration", str(photos), "--runs", "1", "--warmup", "0", "--network-only",
-                 "--threads", "1", "--json", str(out)])
+                 "--threads", "2", "--in-process", "--json", str(out)])
     assert code == 0
     table = capsys.readouterr().out
     assert "mask agree vs fp32 %" in table

@@ -119,6 +119,16 @@ def run_case(spec: Dict[str, Any]) -> Dict[str, Any]:
         torch.set_num_threads(int(threads))
     torch.manual_seed(int(spec.get("seed", 0)))  # random-init models are the same in every subprocess
     t = time.perf_counter()
+    if spec.get("precision") == "int8" and not str(spec.get("weights") or "").endswith(".onnx"):
+        # in-process int8 case: export + quantise here (with the case's calibration images), then time the file
+        import atexit
+        import shutil
+        import tempfile
+
+        tmpdir = Path(tempfile.mkdtemp(prefix="gem-bench-int8-"))
+        atexit.register(shutil.rmtree, tmpdir, True)
+        export_for_case(spec, tmpdir / "model.int8.onnx")
+        spec = dict(spec, weights=str(tmpdir / "model.int8.onnx"), config=None, size=None, opts=None)
     seg = GlassSegmentor.from_pretrained(
         spec.get("weights"), config=spec.get("config"), device=spec.get("device", "auto"),
         precision=spec.get("precision", "fp32"), size=spec.get("size"), backend=spec.get("backend", "torch"),
