@@ -8,6 +8,9 @@ Cases: GEM-Tiny@384, GEM-Base@384 and GEM-Tiny@1024, built from the official con
 * ``torch-plain``: PyTorch eager, the model exactly as loaded (the unoptimised baseline),
 * ``torch``: PyTorch eager after the exact inference rewrites (BatchNorm folded into the convolutions),
 * ``onnxruntime``: the exported ONNX graph in ONNX Runtime (CPU provider, same thread count),
+* ``torch-bf16`` (opt-in): PyTorch autocast bfloat16 (AVX-512 BF16 / AMX through oneDNN),
+* ``onnxruntime-int8`` (opt-in): the graph quantised to int8 as ``gem export --quantize int8`` does (calibrated on
+  synthesised images),
 
 one fresh subprocess measures (after warm-up) the median/p90 of ``--runs`` runs of the network alone and of the
 end-to-end path (decode → resize → network → resize back → argmax → PNG encode), the CPU time per image and the
@@ -18,7 +21,13 @@ process's peak RSS. The network scores of the bundled example image are compared
     python benchmarks/latency.py --cases tiny384 --runs 10 --json latency.json
 
 Official reference on the 2-core development machine: Tiny@384 365 ms, Base@384 1108 ms per image; peak RSS
-735 MiB / 1.18 GiB.
+735 MiB / 1.18 GiB. The official code cannot run here (it needs detectron2), so the ``× official`` column estimates
+the official latency *of this run* from the ``torch-plain`` row measured in the same run, scaled by the idle ratio
+official / torch-plain (365 / 297 for Tiny, 1108 / 890 for Base): on a busy machine the ratio stays meaningful.
+``--rounds N`` repeats all variants N times, interleaved, and reports the median round.
+
+    python benchmarks/latency.py --cases tiny384 base384 lite448 \
+        --variants torch-plain onnxruntime onnxruntime-int8 torch-bf16 --rounds 3
 """
 from __future__ import annotations
 
@@ -34,6 +43,8 @@ import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "src"))
+# the measured cases run in subprocesses (python -m gemseg.inference.bench): they must import this checkout too
+os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO / "src"), os.environ.get("PYTHONPATH")]))
 
 from gemseg.inference.bench import run_case_subprocess  # noqa: E402
 
