@@ -179,25 +179,31 @@ def part_full_size(args, tmp: Path, name: str) -> List[Dict]:
              **_score_deviation(fp32, int8, inputs)}]
 
 
+def _markdown(header: List[str], cells: List[List[str]]) -> None:
+    print("\n| " + " | ".join(header) + " |")
+    print("|" + "---|" * len(header))
+    for row in cells:
+        print("| " + " | ".join(row) + " |")
+
+
 def print_tables(rows: List[Dict]) -> None:
+    def pct(x: float, digits: int = 2) -> str:
+        return f"{100 * x:.{digits}f} %"
+
     lite = [r for r in rows if "iou" in r]
     if lite:
-        print("\n| model | set | path | images | mask agreement with fp32 | worst image | max abs Δ prob | "
-              "IoU fp32 | IoU | ΔIoU |")
-        print("|---|---|---|---|---|---|---|---|---|---|")
-        for r in lite:
-            print(f"| {r['model']} | {r['set']} | {r['path']} | {r['images']} | {100 * r['pixel_agreement']:.2f} % | "
-                  f"{100 * r['worst_image_agreement']:.1f} % | {r['max_abs_prob']:.2f} | {r['iou_fp32']:.4f} | "
-                  f"{r['iou']:.4f} | {r['delta_iou']:+.4f} |")
+        _markdown(["model", "set", "path", "images", "mask agreement with fp32", "worst image", "max abs Δ prob",
+                   "IoU fp32", "IoU", "ΔIoU"],
+                  [[r["model"], r["set"], r["path"], str(r["images"]), pct(r["pixel_agreement"]),
+                    pct(r["worst_image_agreement"], 1), f"{r['max_abs_prob']:.2f}", f"{r['iou_fp32']:.4f}",
+                    f"{r['iou']:.4f}", f"{r['delta_iou']:+.4f}"] for r in lite])
     dev = [r for r in rows if "max_abs_scores" in r]
     if dev:
-        print("\n| model | inputs | path | images | max abs Δ scores | mean abs Δ scores | score range | "
-              "mask agreement | glass fraction (fp32) |")
-        print("|---|---|---|---|---|---|---|---|---|")
-        for r in dev:
-            print(f"| {r['model']} | {r['set']} | {r['path']} | {r['images']} | {r['max_abs_scores']:.2e} | "
-                  f"{r['mean_abs_scores']:.2e} | {r['score_range']:.2f} | {100 * r['pixel_agreement']:.2f} % | "
-                  f"{100 * r['glass_fraction_fp32']:.1f} % |")
+        _markdown(["model", "inputs", "path", "images", "max abs Δ scores", "mean abs Δ scores", "score range",
+                   "mask agreement", "glass fraction (fp32)"],
+                  [[r["model"], r["set"], r["path"], str(r["images"]), f"{r['max_abs_scores']:.2e}",
+                    f"{r['mean_abs_scores']:.2e}", f"{r['score_range']:.2f}", pct(r["pixel_agreement"]),
+                    pct(r["glass_fraction_fp32"], 1)] for r in dev])
 
 
 def main() -> int:

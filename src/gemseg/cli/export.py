@@ -35,7 +35,7 @@ def add_parser(subparsers, name: str, help_text: str) -> argparse.ArgumentParser
                    help="folder of photos to calibrate the int8 ranges on (searched recursively); without it, "
                         "images are synthesised on the fly by the gem synth engine")
     p.add_argument("--calibration-count", type=int, default=None, metavar="N",
-                   help="number of calibration images (32 if not given; with --calibration at most the folder's)")
+                   help="number of calibration images: 32 unless given; with --calibration at most the folder's")
     p.add_argument("--no-check", action="store_true",
                    help="skip the check after export (ONNX Runtime vs PyTorch on the example photo and synthesised "
                         "images: probability and mask flips, looser bounds for int8; see docs/inference.md)")
