@@ -216,6 +216,7 @@ def main() -> int:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--no-bf16", action="store_true", help="skip the PyTorch bf16 rows")
     ap.add_argument("--json", help="write the rows here")
+    ap.add_argument("--workdir", help="keep the ONNX files (fp32 and int8) here instead of a temporary folder")
     args = ap.parse_args()
 
     import torch
@@ -225,7 +226,8 @@ def main() -> int:
     started = time.strftime("%Y-%m-%d %H:%M:%S")
     rows: List[Dict] = []
     with tempfile.TemporaryDirectory(prefix="gem-int8-quality-") as tmp_dir:
-        tmp = Path(tmp_dir)
+        tmp = Path(args.workdir or tmp_dir)
+        tmp.mkdir(parents=True, exist_ok=True)
         for part in args.parts:
             print(f"[{time.strftime('%H:%M:%S')}] {part} ...", file=sys.stderr, flush=True)
             if part == "lite":
