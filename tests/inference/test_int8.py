@@ -164,3 +164,13 @@ def test_export_check_on_realistic_images_separates_exact_from_broken():
     assert compare_scores([ref], [rounding]).within(TOLERANCES["fp32"])
     assert not compare_scores([ref], [broken]).within(TOLERANCES["fp32"])
     assert not compare_scores([ref], [broken]).within(TOLERANCES["int8"])
+
+
+@pytest.mark.slow  # exports the bundled model at 448 (~10-15 s)
+def test_bundled_model_passes_its_own_export_check(tmp_path, capsys):
+    """Issue 18: gem-lite-synth at its own size (448) failed the old random-noise check (2.5e-2 > 1e-3)."""
+    out = tmp_path / "lite.onnx"
+    assert main(["export", "--model", "gem-lite-synth", "-o", str(out)]) == 0
+    err = capsys.readouterr().err
+    assert "(fp32," in err and "check vs PyTorch fp32" in err and "4 images" in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["lite.onnx"]
