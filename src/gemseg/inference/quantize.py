@@ -106,7 +106,8 @@ class ImageCalibrationReader:
 
 # ----------------------------------------------------------------------------------------------------------------
 # operator selection
-def _is_depthwise(node, initializers: Dict) -> bool:
+def _is_grouped(node) -> bool:
+    """Depthwise (and other grouped) convolutions: memory-bound, little to gain from int8."""
     groups = next((a.i for a in node.attribute if a.name == "group"), 1)
     return groups > 1
 
@@ -126,7 +127,7 @@ def select_int8_nodes(model_proto, exclude: Sequence[str] = ()) -> List[str]:
         if any(p.search(node.name) for p in patterns):
             continue
         if node.op_type == "Conv":
-            if _is_depthwise(node, inits) or _reads_image(node, produced_by, graph_input):
+            if _is_grouped(node) or _reads_image(node, produced_by, graph_input):
                 continue
         chosen.append(node.name)
     return chosen
