@@ -8,6 +8,9 @@ Cases: GEM-Tiny@384, GEM-Base@384 and GEM-Tiny@1024, built from the official con
 * ``torch-plain``: PyTorch eager, the model exactly as loaded (the unoptimised baseline),
 * ``torch``: PyTorch eager after the exact inference rewrites (BatchNorm folded into the convolutions),
 * ``onnxruntime``: the exported ONNX graph in ONNX Runtime (CPU provider, same thread count),
+* ``torch-bf16`` (opt-in): PyTorch autocast bfloat16 (AVX-512 BF16 / AMX through oneDNN),
+* ``onnxruntime-int8`` (opt-in): the graph quantised to int8 as ``gem export --quantize int8`` does (calibrated on
+  synthesised images),
 
 one fresh subprocess measures (after warm-up) the median/p90 of ``--runs`` runs of the network alone and of the
 end-to-end path (decode → resize → network → resize back → argmax → PNG encode), the CPU time per image and the
@@ -18,7 +21,13 @@ process's peak RSS. The network scores of the bundled example image are compared
     python benchmarks/latency.py --cases tiny384 --runs 10 --json latency.json
 
 Official reference on the 2-core development machine: Tiny@384 365 ms, Base@384 1108 ms per image; peak RSS
-735 MiB / 1.18 GiB.
+735 MiB / 1.18 GiB. The official code cannot run here (it needs detectron2), so the ``× official`` column estimates
+the official latency *of this run* from the ``torch-plain`` row measured in the same run, scaled by the idle ratio
+official / torch-plain (365 / 297 for Tiny, 1108 / 890 for Base): on a busy machine the ratio stays meaningful.
+``--rounds N`` repeats all variants N times, interleaved, and reports the median round.
+
+    python benchmarks/latency.py --cases tiny384 base384 lite448 \
+        --variants torch-plain onnxruntime onnxruntime-int8 torch-bf16 --rounds 3
 """
 from __future__ import annotations
 
@@ -34,6 +43,8 @@ import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "src"))
+# the measured cases run in subprocesses (python -m gemseg.inference.bench): they must import this checkout too
+os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO / "src"), os.environ.get("PYTHONPATH")]))
 
 from gemseg.inference.bench import run_case_subprocess  # noqa: E402
 
@@ -47,7 +58,14 @@ CASES = {
     "lite448": ("GEM-Lite", "gem_lite_effnet.yaml", 448),
 }
 OFFICIAL = {"tiny384": (365, 735), "base384": (1108, 1208)}
-VARIANTS = ("torch-plain", "torch", "onnxruntime")
+VARIANTS = ("torch-plain", "torch", "onnxruntime", "torch-bf16", "onnxruntime-int8")
+DEFAULT_VARIANTS = ("torch-plain", "torch", "onnxruntime")
+# variant → (backend, precision); torch-plain is the unoptimised model
+VARIANT_RUN = {"torch-plain": ("torch", "fp32"), "torch": ("torch", "fp32"), "onnxruntime": ("onnxruntime", "fp32"),
+               "torch-bf16": ("torch", "bf16"), "onnxruntime-int8": ("onnxruntime", "int8")}
+# official / torch-plain on the idle machine (2026-11-26 table in docs/inference.md): scales this run's torch-plain
+# row to an estimate of the official code's latency under the same load
+OFFICIAL_OVER_PLAIN = {"tiny384": 365 / 297, "base384": 1108 / 890}
 
 
 def find_config(name: str) -> Path:
@@ -60,7 +78,13 @@ def find_config(name: str) -> Path:
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--cases", nargs="+", default=list(CASES), choices=list(CASES))
-    ap.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=VARIANTS)
+    ap.add_argument("--variants", nargs="+", default=list(DEFAULT_VARIANTS), choices=VARIANTS,
+                    help="paths to measure (torch-bf16: PyTorch autocast bf16; onnxruntime-int8: gem export "
+                         "--quantize int8 calibrated on synthesised images); the first is the reference of the "
+                         "max abs diff and mask agreement columns")
+    ap.add_argument("--rounds", type=int, default=1,
+                    help="repeat all variants this many times, interleaved (on a busy machine: the median over "
+                         "rounds is reported)")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--runs", type=int, default=7)
     ap.add_argument("--warmup", type=int, default=2)
@@ -82,43 +106,57 @@ def main() -> int:
         label, cfg_name, size = CASES[case]
         weights = {"GEM-Tiny": args.tiny_weights, "GEM-Base": args.base_weights}.get(label)
         base_scores = None
+        per_variant = {v: [] for v in args.variants}
+        for rnd in range(args.rounds):
+            for variant in args.variants:  # interleaved: every round measures every variant once
+                scores_path = tmp / f"{case}-{variant}-{rnd}.npy"
+                backend, precision = VARIANT_RUN[variant]
+                spec = {
+                    "config": str(find_config(cfg_name)), "weights": weights, "size": size, "device": "cpu",
+                    "backend": backend, "precision": precision,
+                    "optimize": variant != "torch-plain", "batch": 1, "runs": args.runs, "warmup": args.warmup,
+                    "threads": args.threads, "image": args.image, "save_scores": str(scores_path), "seed": 0,
+                    "label": f"{label}@{size}", "omp_passive": not args.omp_active,
+                }
+                print(f"[{time.strftime('%H:%M:%S')}] {label}@{size} {variant} (round {rnd + 1}) ...",
+                      file=sys.stderr, flush=True)
+                res = run_case_subprocess(spec)
+                res["variant"] = variant
+                res["case"] = case
+                if "error" not in res and scores_path.exists():
+                    s = np.load(scores_path)
+                    if base_scores is None:
+                        base_scores = s
+                    res["max_abs_diff_vs_first"] = float(np.abs(s - base_scores).max())
+                    res["mask_agreement_vs_first"] = float(((s[1] > s[0]) == (base_scores[1] > base_scores[0])).mean())
+                per_variant[variant].append(res)
+                if "error" in res:
+                    print(f"  failed: {res['error']}", file=sys.stderr)
         for variant in args.variants:
-            scores_path = tmp / f"{case}-{variant}.npy"
-            spec = {
-                "config": str(find_config(cfg_name)), "weights": weights, "size": size, "device": "cpu",
-                "backend": "onnxruntime" if variant == "onnxruntime" else "torch",
-                "optimize": variant != "torch-plain", "batch": 1, "runs": args.runs, "warmup": args.warmup,
-                "threads": args.threads, "image": args.image, "save_scores": str(scores_path), "seed": 0,
-                "label": f"{label}@{size}", "omp_passive": not args.omp_active,
-            }
-            print(f"[{time.strftime('%H:%M:%S')}] {label}@{size} {variant} ...", file=sys.stderr, flush=True)
-            res = run_case_subprocess(spec)
-            res["variant"] = variant
-            res["case"] = case
-            if "error" not in res and scores_path.exists():
-                s = np.load(scores_path)
-                if base_scores is None:
-                    base_scores = s
-                res["max_abs_diff_vs_first"] = float(np.abs(s - base_scores).max())
-            rows.append(res)
-            if "error" in res:
-                print(f"  failed: {res['error']}", file=sys.stderr)
+            rows.append(_median_round(per_variant[variant]))
     load_end = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
 
     header = ("| model | path | network ms (median) | p90 | end-to-end ms (median) | p90 | e2e images/s | "
-              "CPU ms/img (e2e) | peak RSS MiB | max abs diff vs first row | official ms / RSS MiB |")
-    lines = [header, "|" + "|".join(["---"] * 11) + "|"]
+              "CPU ms/img (e2e) | peak RSS MiB | max abs diff vs first row | mask agreement vs first row | "
+              "× official (est. same run) | official ms / RSS MiB |")
+    lines = [header, "|" + "|".join(["---"] * 13) + "|"]
+    plain = {r["case"]: r for r in rows if r.get("variant") == "torch-plain" and "error" not in r}
     for r in rows:
         ref = OFFICIAL.get(r["case"])
         ref_s = f"{ref[0]} / {ref[1]}" if ref and r["variant"] == args.variants[0] else ""
         if "error" in r:
-            lines.append(f"| {r['label']} | {r['variant']} | error: {r['error']} |" + " |" * 8)
+            lines.append(f"| {r['label']} | {r['variant']} | error: {r['error']} |" + " |" * 10)
             continue
         n, e = r["network"], r["e2e"]
+        ratio = ""
+        if r["case"] in plain and r["case"] in OFFICIAL_OVER_PLAIN:
+            official_now = plain[r["case"]]["network"]["median_ms"] * OFFICIAL_OVER_PLAIN[r["case"]]
+            ratio = f"{n['median_ms'] / official_now:.2f}×"
         lines.append(
             f"| {r['label']} | {r['variant']} | {n['median_ms']:.0f} | {n['p90_ms']:.0f} | {e['median_ms']:.0f} | "
             f"{e['p90_ms']:.0f} | {e['fps']:.2f} | {e['cpu_ms_per_image']:.0f} | {r['peak_rss_mib']:.0f} | "
-            f"{r.get('max_abs_diff_vs_first', float('nan')):.1e} | {ref_s} |"
+            f"{r.get('max_abs_diff_vs_first', float('nan')):.1e} | "
+            f"{100 * r.get('mask_agreement_vs_first', float('nan')):.2f} % | {ratio} | {ref_s} |"
         )
     policy = "active (spinning)" if args.omp_active else "PASSIVE"
     print(f"\nCPU, {args.threads} threads (OMP_WAIT_POLICY {policy}), batch 1, median of {args.runs} runs after "
@@ -130,6 +168,17 @@ def main() -> int:
         Path(args.json).write_text(json.dumps({"threads": args.threads, "runs": args.runs, "load_avg": [load, load_end],
                                                "results": rows, "roofline": roofline}, indent=1))
     return 1 if any("error" in r for r in rows) else 0
+
+
+def _median_round(results):
+    """The round whose network median is the median over rounds (all rounds kept under "rounds")."""
+    ok = [r for r in results if "error" not in r]
+    if not ok:
+        return results[0]
+    ok.sort(key=lambda r: r["network"]["median_ms"])
+    chosen = dict(ok[len(ok) // 2])
+    chosen["rounds_network_ms"] = [round(r["network"]["median_ms"], 1) for r in results if "error" not in r]
+    return chosen
 
 
 def roofline_table(args, rows):

@@ -20,7 +20,7 @@ def test_export_then_predict_with_onnxruntime(weights, tmp_path, capsys):
     onnx_path = tmp_path / "tiny.onnx"
     assert main(["export", "-w", str(weights), "-o", str(onnx_path)]) == 0
     err = capsys.readouterr().err
-    assert onnx_path.exists() and "max |Δ scores|" in err
+    assert onnx_path.exists() and "check vs PyTorch fp32" in err and "flipped" in err
     assert main(["export", "-w", str(weights), "-o", str(onnx_path)]) == 2  # exists, no --overwrite
     assert "exists" in capsys.readouterr().err
     assert main(["export", "-w", str(weights), "-o", str(tmp_path / "x.onx")]) == 2

@@ -31,9 +31,16 @@ def add_parser(subparsers, name: str, help_text: str) -> argparse.ArgumentParser
                    help="config overrides (must come last)")
     c = p.add_argument_group("cases (every combination is measured)")
     c.add_argument("--sizes", type=int, nargs="+", default=[None], help="network input sizes (default: config's)")
-    c.add_argument("--batch-sizes", type=int, nargs="+", default=[1])
+    c.add_argument("--batch-sizes", type=int, nargs="+", default=[1], metavar="B",
+                   help="images per network call; latency is reported per image (call time / B) and FPS = B / time")
     c.add_argument("--devices", nargs="+", default=["auto"], help="auto | cpu | cuda | mps")
-    c.add_argument("--precisions", nargs="+", default=["fp32"], choices=("fp32", "fp16", "bf16"))
+    c.add_argument("--precisions", nargs="+", default=["fp32"], choices=("fp32", "fp16", "bf16", "int8"),
+                   metavar="P",
+                   help="fp32; bf16 (PyTorch autocast, CPU with AVX-512 BF16/AMX or CUDA); fp16 (CUDA/MPS); int8 "
+                        "(ONNX Runtime, quantised on synthesised images or --calibration). fp16/bf16 run with the "
+                        "torch backend, int8 with onnxruntime; every row reports its mask agreement with the fp32 row "
+                        "of the same size and device")
+    c.add_argument("--calibration", metavar="DIR", help="photos to calibrate int8 on; without it, synthesised images")
     c.add_argument("--backends", nargs="+", default=["torch"], choices=("torch", "onnxruntime"))
     c.add_argument("--no-optimize", action="store_true", help="also measure the unoptimised PyTorch model")
     m = p.add_argument_group("measurement")
@@ -49,6 +56,9 @@ def add_parser(subparsers, name: str, help_text: str) -> argparse.ArgumentParser
     return p
 
 
+BACKEND_PRECISIONS = {"torch": ("fp32", "fp16", "bf16"), "onnxruntime": ("fp32", "int8")}
+
+
 def _config_arg(config):
     """Absolute path for files (the subprocess may run elsewhere); shipped names stay names."""
     if config is None:
@@ -57,7 +67,9 @@ def _config_arg(config):
 
 
 def run(args) -> int:
-    from gemseg.inference.bench import format_table, run_case, run_case_subprocess
+    import shutil
+
+    from gemseg.inference.bench import add_agreement, format_table, run_case, run_case_subprocess
 
     if args.runs < 1 or args.warmup < 0:
         raise GemsegError("--runs must be >= 1 and --warmup >= 0")
@@ -77,15 +89,24 @@ def run(args) -> int:
         print("gem bench: no weights: timing a randomly initialised model (same cost as a trained one)",
               file=sys.stderr)
     print(f"gem bench: model {src.label}", file=sys.stderr)
-    for size, device, precision, (backend, optimize), batch in cases:
-        if backend == "onnxruntime" and precision != "fp32":
-            continue
+    if "int8" in args.precisions and "onnxruntime" not in args.backends:
+        raise GemsegError("--precisions int8 needs --backends onnxruntime (int8 runs in ONNX Runtime)")
+    if args.calibration and not Path(args.calibration).is_dir():
+        raise GemsegError(f"calibration folder not found: {args.calibration}")
+    import tempfile
+
+    scores_dir = Path(tempfile.mkdtemp(prefix="gem-bench-scores-"))
+    for i, (size, device, precision, (backend, optimize), batch) in enumerate(cases):
+        if precision not in BACKEND_PRECISIONS[backend]:
+            continue  # fp16/bf16 are PyTorch autocast; int8 is ONNX Runtime
         spec = {
             "weights": weights, "config": _config_arg(config),
             "opts": args.opts or None, "size": size, "device": device, "precision": precision, "backend": backend,
             "optimize": optimize, "batch": batch, "runs": args.runs, "warmup": args.warmup, "threads": args.threads,
             "image": str(Path(args.image).resolve()) if args.image else None, "e2e": not args.network_only,
             "label": src.name, "omp_passive": args.omp_passive,
+            "save_scores": str(scores_dir / f"case{i}.npy"),
+            "calibration": str(Path(args.calibration).resolve()) if args.calibration else None,
         }
         print(f"gem bench: {backend}{'' if optimize else ' (plain)'} {device} {precision} size={size or 'cfg'} "
               f"batch={batch} ...", file=sys.stderr, flush=True)
@@ -93,6 +114,10 @@ def run(args) -> int:
         if "error" in res:
             print(f"gem bench: case failed: {res['error']}", file=sys.stderr)
         results.append(res)
+    add_agreement(results)
+    shutil.rmtree(scores_dir, ignore_errors=True)
+    for r in results:
+        r.pop("scores_file", None)
     print(format_table(results))
     if args.json_out:
         from gemseg.io.atomic import atomic_path

@@ -1,6 +1,7 @@
 """``gem export``: write the inference graph as ONNX (image [B,3,S,S] 0–255 → scores [B,2,S,S]).
 
     gem export --config gem_sam_tiny.yaml --weights model_final.pth --output gem_tiny_384.onnx --size 384
+    gem export --model gem-lite-synth --quantize int8 --calibration photos/ --output gem_lite.int8.onnx
 """
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from pathlib import Path
 
 from gemseg.cli.predict import MODEL_HELP
 from gemseg.errors import GemsegError
+from gemseg.io.atomic import atomic_path
 
 
 def add_parser(subparsers, name: str, help_text: str) -> argparse.ArgumentParser:
@@ -28,7 +30,17 @@ def add_parser(subparsers, name: str, help_text: str) -> argparse.ArgumentParser
     p.add_argument("--size", type=int, help="network input size S (default: the config's)")
     p.add_argument("--opset", type=int, default=17, help="ONNX opset (>= 17)")
     p.add_argument("--static-batch", type=int, metavar="B", help="fix the batch size instead of a dynamic axis")
-    p.add_argument("--no-check", action="store_true", help="skip the onnxruntime-vs-PyTorch check after export")
+    p.add_argument("--quantize", choices=("int8",),
+                   help="also quantise to int8 (ONNX Runtime static quantisation, QDQ, per-channel weights), "
+                        "calibrated on --calibration images")
+    p.add_argument("--calibration", metavar="DIR",
+                   help="folder of photos to calibrate the int8 ranges on (searched recursively); without it, "
+                        "images are synthesised on the fly by the gem synth engine")
+    p.add_argument("--calibration-count", type=int, default=None, metavar="N",
+                   help="number of calibration images: 32 unless given; with --calibration at most the folder's")
+    p.add_argument("--no-check", action="store_true",
+                   help="skip the check after export (ONNX Runtime vs PyTorch on the example photo and synthesised "
+                        "images: probability and mask flips, looser bounds for int8; see docs/inference.md)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing output file")
     p.add_argument("--opts", nargs=argparse.REMAINDER, default=[], metavar="KEY VALUE",
                    help="config overrides (must come last)")
@@ -36,9 +48,6 @@ def add_parser(subparsers, name: str, help_text: str) -> argparse.ArgumentParser
 
 
 def run(args) -> int:
-    import numpy as np
-    import torch
-
     from gemseg.cli.predict import random_init_banner
     from gemseg.inference.onnx_export import export_onnx
     from gemseg.modeling.build import input_size_overrides, load_model
@@ -48,6 +57,7 @@ def run(args) -> int:
         raise GemsegError(f"--output must end in .onnx, got {out}")
     if out.exists() and not args.overwrite:
         raise GemsegError(f"{out} exists; pass --overwrite to replace it")
+    _check_quantize_args(args)
     from gemseg.zoo import resolve_model
 
     src = resolve_model(args.model, args.weights, args.config)
@@ -64,24 +74,63 @@ def run(args) -> int:
     if random_init:
         print(random_init_banner(), file=sys.stderr)
     print(f"gem export: model {src.label if not random_init else 'random init'}", file=sys.stderr)
-    print(f"gem export: tracing GEM at {model.img_size}x{model.img_size}, opset {args.opset} ...", file=sys.stderr)
+    precision = args.quantize or "fp32"
     batch = args.static_batch or 1
-    export_onnx(model, out, opset=args.opset, batch_size=batch, dynamic_batch=args.static_batch is None,
-                random_init=random_init)
-    msg = f"gem export: wrote {out} ({out.stat().st_size / 2**20:.1f} MiB)"
-    if not args.no_check:
-        from gemseg.inference.onnx_export import create_session
-
-        torch.manual_seed(0)
-        x = torch.rand(batch, 3, model.img_size, model.img_size) * 255
-        with torch.inference_mode():
-            ref = model.infer_scores(x).numpy()
-        sess = create_session(out)
-        got = sess.run(None, {"image": x.numpy()})[0]
-        err = float(np.abs(got - ref).max())
-        msg += f"; onnxruntime vs PyTorch on a random image: max |Δ scores| = {err:.2e}"
-        if err > 1e-3:
-            print(msg, file=sys.stderr)
-            raise GemsegError(f"the exported graph disagrees with PyTorch (max |Δ| = {err:.2e} > 1e-3)")
-    print(msg, file=sys.stderr)
+    # everything goes to a temporary file next to the output, renamed only once the check passed: a failed
+    # export or check leaves no file behind
+    with atomic_path(out) as tmp:
+        print(f"gem export: tracing GEM at {model.img_size}x{model.img_size}, opset {args.opset} ...", file=sys.stderr)
+        if precision == "int8":
+            _export_int8(model, tmp, args, batch, random_init)
+        else:
+            export_onnx(model, tmp, opset=args.opset, batch_size=batch, dynamic_batch=args.static_batch is None,
+                        random_init=random_init)
+        size_mib = tmp.stat().st_size / 2**20
+        check = ""
+        if not args.no_check:
+            check = _check(model, tmp, precision)
+    print(f"gem export: wrote {out} ({precision}, {size_mib:.1f} MiB){check}", file=sys.stderr)
     return 0
+
+
+def _check_quantize_args(args) -> None:
+    if args.quantize is None and (args.calibration or args.calibration_count is not None):
+        raise GemsegError("--calibration/--calibration-count only apply with --quantize int8")
+    if args.calibration_count is not None and args.calibration_count < 1:
+        raise GemsegError("--calibration-count must be >= 1")
+    if args.calibration:
+        from gemseg.inference.quantize import list_calibration_images
+
+        list_calibration_images(args.calibration)  # a missing or image-less folder fails before the export
+
+
+def _export_int8(model, target: Path, args, batch: int, random_init: bool) -> None:
+    """fp32 export to a hidden temporary file beside ``target``, then int8 quantisation into ``target``."""
+    import tempfile
+
+    from gemseg.inference.onnx_export import export_onnx
+    from gemseg.inference.quantize import DEFAULT_CALIBRATION_COUNT, quantize_onnx_int8
+
+    count = args.calibration_count or DEFAULT_CALIBRATION_COUNT
+    with tempfile.TemporaryDirectory(prefix=".gem-export-", dir=target.parent) as tmp:
+        fp32 = Path(tmp) / "fp32.onnx"
+        export_onnx(model, fp32, opset=args.opset, batch_size=batch, dynamic_batch=args.static_batch is None,
+                    random_init=random_init)
+        source = f"the photos in {args.calibration}" if args.calibration else "synthesised images"
+        print(f"gem export: quantising to int8, calibrating on up to {count} of {source} ...", file=sys.stderr)
+        quantize_onnx_int8(fp32, target, calibration=args.calibration, count=count)
+
+
+def _check(model, path: Path, precision: str) -> str:
+    """ONNX Runtime vs PyTorch on realistic images; GemsegError (the file is then discarded) beyond tolerance."""
+    from gemseg.inference.export_check import TOLERANCES, check_onnx_against_pytorch
+
+    agreement = check_onnx_against_pytorch(model, path, precision)
+    tol = TOLERANCES[precision]
+    if not agreement.within(tol):
+        bounds = (f"max |Δ probability| <= {tol.max_abs_prob:g}, " if tol.max_abs_prob != float("inf") else "")
+        raise GemsegError(
+            f"the exported {precision} graph disagrees with PyTorch on the check images ({agreement.describe()}; "
+            f"allowed: {bounds}mean |Δ probability| <= {tol.mean_abs_prob:g}, "
+            f"flipped <= {100 * tol.max_flip_fraction:g} %); no file written")
+    return f"; check vs PyTorch fp32: {agreement.describe()}"

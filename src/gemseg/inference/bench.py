@@ -14,6 +14,9 @@ Warm-up runs are discarded; we report the median and the 90th percentile of ``ru
 per image (user+system of the process; less sensitive than wall time to other processes on a shared machine).
 Peak memory is the process's peak resident set size (``resource.getrusage``) — each case runs in its own
 subprocess, so it is per case and includes the model weights — and, on CUDA, ``torch.cuda.max_memory_allocated``.
+**Agreement with fp32** (:func:`add_agreement`): each case's mask and probability on the benchmark image at the
+network resolution against the fp32 case of the same size and device (pixel agreement, max |Δ probability|), so
+that a faster precision (bf16, int8) is never reported without what it costs.
 """
 from __future__ import annotations
 
@@ -99,7 +102,8 @@ def gemm_peak_flops(threads: int, dtype: str = "float32", n: int = 2048, runs: i
 
 
 def run_case(spec: Dict[str, Any]) -> Dict[str, Any]:
-    """Measure one case in this process. ``spec`` keys: weights, config, opts, size, device, backend, precision,
+    """Measure one case in this process. ``spec`` keys: weights, config, opts, size, device, backend, precision
+    (fp32, fp16, bf16; int8 with the onnxruntime backend: calibration, calibration_count),
     batch, runs, warmup, image, threads, optimize, seed, save_scores (path for the network scores of the first
     image, to compare backends/optimisations across subprocesses), e2e (bool), omp_passive (subprocess only:
     ``OMP_WAIT_POLICY=PASSIVE``)."""
@@ -115,6 +119,16 @@ def run_case(spec: Dict[str, Any]) -> Dict[str, Any]:
         torch.set_num_threads(int(threads))
     torch.manual_seed(int(spec.get("seed", 0)))  # random-init models are the same in every subprocess
     t = time.perf_counter()
+    if spec.get("precision") == "int8" and not str(spec.get("weights") or "").endswith(".onnx"):
+        # in-process int8 case: export + quantise here (with the case's calibration images), then time the file
+        import atexit
+        import shutil
+        import tempfile
+
+        tmpdir = Path(tempfile.mkdtemp(prefix="gem-bench-int8-"))
+        atexit.register(shutil.rmtree, tmpdir, True)
+        export_for_case(spec, tmpdir / "model.int8.onnx")
+        spec = dict(spec, weights=str(tmpdir / "model.int8.onnx"), config=None, size=None, opts=None)
     seg = GlassSegmentor.from_pretrained(
         spec.get("weights"), config=spec.get("config"), device=spec.get("device", "auto"),
         precision=spec.get("precision", "fp32"), size=spec.get("size"), backend=spec.get("backend", "torch"),
@@ -172,6 +186,7 @@ def run_case(spec: Dict[str, Any]) -> Dict[str, Any]:
         result[name] = st
         if name == "network" and spec.get("save_scores"):
             np.save(spec["save_scores"], out[0].float().cpu().numpy())
+            result["scores_file"] = str(spec["save_scores"])
     result["peak_rss_mib"] = round(peak_rss_bytes() / 2**20, 1) if peak_rss_bytes() else None
     if dev.type == "cuda":
         result["cuda_peak_mib"] = round(torch.cuda.max_memory_allocated(dev) / 2**20, 1)
@@ -179,7 +194,8 @@ def run_case(spec: Dict[str, Any]) -> Dict[str, Any]:
 
 
 def export_for_case(spec: Dict[str, Any], onnx_path: Path) -> None:
-    """Export the case's model (same seed, so the same random weights) to ``onnx_path``, in this process."""
+    """Export the case's model (same seed, so the same random weights) to ``onnx_path``, in this process; an
+    ``int8`` case is then quantised (calibrated on ``spec["calibration"]`` or on synthesised images)."""
     import torch
 
     from gemseg.inference.onnx_export import export_onnx
@@ -190,7 +206,16 @@ def export_for_case(spec: Dict[str, Any], onnx_path: Path) -> None:
     if spec.get("size"):
         opts += input_size_overrides(spec["size"])
     model = load_model(spec.get("config"), weights=spec.get("weights"), device="cpu", opts=opts or None)
-    export_onnx(model, onnx_path, random_init=spec.get("weights") is None)
+    if spec.get("precision") != "int8":
+        export_onnx(model, onnx_path, random_init=spec.get("weights") is None)
+        return
+    from gemseg.inference.quantize import DEFAULT_CALIBRATION_COUNT, quantize_onnx_int8
+
+    fp32 = onnx_path.with_name(onnx_path.stem + ".fp32.onnx")
+    export_onnx(model, fp32, random_init=spec.get("weights") is None)
+    quantize_onnx_int8(fp32, onnx_path, calibration=spec.get("calibration"),
+                       count=int(spec.get("calibration_count") or DEFAULT_CALIBRATION_COUNT))
+    fp32.unlink()
 
 
 def run_case_subprocess(spec: Dict[str, Any], timeout: Optional[float] = None) -> Dict[str, Any]:
@@ -235,10 +260,37 @@ def run_case_subprocess(spec: Dict[str, Any], timeout: Optional[float] = None) -
     return {"error": err[-1] if err else f"exit code {proc.returncode}", "label": spec.get("label", "")}
 
 
+def add_agreement(results: List[Dict[str, Any]]) -> None:
+    """Add ``result["agreement"]`` to every case that saved its scores (``scores_file``): the agreement of its
+    mask and probability on the benchmark image with the fp32 case of the same size and device (PyTorch fp32
+    preferred, else ONNX Runtime fp32): ``pixel_agreement`` (fraction of equal mask pixels at the network
+    resolution) and ``max_abs_prob`` (max |Δ probability|)."""
+    from gemseg.inference.export_check import compare_scores
+
+    def key(r):
+        return r.get("size"), r.get("device")
+
+    ok = [r for r in results if "error" not in r and r.get("scores_file") and Path(r["scores_file"]).is_file()]
+    refs: Dict[Any, Dict[str, Any]] = {}
+    for r in ok:
+        if r["precision"] != "fp32":
+            continue
+        rank = 0 if r["backend"] == "torch" and r.get("optimize") else 1 if r["backend"] == "torch" else 2
+        if key(r) not in refs or rank < refs[key(r)][0]:
+            refs[key(r)] = (rank, r)
+    for r in ok:
+        if key(r) not in refs:
+            continue
+        ref = refs[key(r)][1]
+        a = compare_scores([np.load(ref["scores_file"])], [np.load(r["scores_file"])])
+        r["agreement"] = {"reference": f"{ref['backend']} {ref['precision']}", "pixel_agreement": a.pixel_agreement,
+                          "max_abs_prob": a.max_abs_prob, "mean_abs_prob": a.mean_abs_prob}
+
+
 def format_table(results: List[Dict[str, Any]], columns: Optional[List[str]] = None) -> str:
     """A Markdown table of results (one row per case)."""
     header = ["case", "backend", "device", "prec", "size", "B", "net ms/img (med)", "net p90", "e2e ms/img (med)",
-              "e2e p90", "e2e FPS", "CPU ms/img", "peak RSS MiB"]
+              "e2e p90", "e2e FPS", "CPU ms/img", "peak RSS MiB", "mask agree vs fp32 %", "max Δ prob"]
     rows = []
     for r in results:
         if "error" in r:
@@ -257,6 +309,8 @@ def format_table(results: List[Dict[str, Any]], columns: Optional[List[str]] = N
         ])
         if r.get("cuda_peak_mib") is not None:
             rows[-1][-1] += f" (CUDA {r['cuda_peak_mib']:.0f})"
+        agree = r.get("agreement")
+        rows[-1] += ([f"{100 * agree['pixel_agreement']:.2f}", f"{agree['max_abs_prob']:.1e}"] if agree else ["-", "-"])
     widths = [max(len(h), *(len(row[i]) for row in rows)) if rows else len(h) for i, h in enumerate(header)]
     lines = ["| " + " | ".join(h.ljust(w) for h, w in zip(header, widths)) + " |",
              "|" + "|".join("-" * (w + 2) for w in widths) + "|"]

@@ -78,7 +78,9 @@ class TorchRunner:
 
 
 class OnnxRunner:
-    """ONNX Runtime backend for a graph written by :func:`gemseg.inference.onnx_export.export_onnx`."""
+    """ONNX Runtime backend for a graph written by :func:`gemseg.inference.onnx_export.export_onnx` (fp32) or
+    quantised by :func:`gemseg.inference.quantize.quantize_onnx_int8` (int8; ``precision`` comes from the file's
+    ``gemseg.precision`` metadata)."""
 
     backend = "onnxruntime"
 
@@ -94,8 +96,8 @@ class OnnxRunner:
             raise GemsegError(f"{self.path}: the ONNX input has no fixed spatial size ({inp.shape})")
         self.img_size = size
         self.device = torch.device("cpu")
-        self.precision = "fp32"
         self.metadata = read_metadata(self.path)
+        self.precision = self.metadata.get("gemseg.precision", "fp32")
 
     def __call__(self, images: Tensor) -> Tensor:
         x = images.detach().to("cpu", torch.float32).contiguous().numpy()
@@ -118,7 +120,8 @@ class GlassSegmentor:
     Args:
         model: a :class:`gemseg.modeling.gem.GEM` (or a runner, see :meth:`from_pretrained`).
         device: ``"auto"``, ``"cpu"``, ``"cuda"``, ``"mps"`` or a torch.device (ignored for ONNX runners).
-        precision: ``"fp32"``, ``"fp16"`` (CUDA/MPS) or ``"bf16"`` (autocast).
+        precision: ``"fp32"``, ``"fp16"`` (CUDA/MPS) or ``"bf16"`` (autocast); ``"int8"`` only through
+            :meth:`from_pretrained` with the ONNX Runtime backend.
         tta: horizontal-flip test-time augmentation (scores of the image and of its mirror are averaged).
         threshold: if given, ``mask = probability > threshold``; by default the official ``argmax``.
         batch_size: images per network call for lists and videos.
@@ -176,6 +179,8 @@ class GlassSegmentor:
         ``config`` (random weights: a loud warning is logged), or None alone: the bundled default model.
         ``size`` overrides the network input size (e.g. 384 or 1024). ``backend="onnxruntime"`` exports the
         PyTorch model to a temporary ONNX file first unless ``name_or_path`` already is one.
+        ``precision="int8"`` with ``backend="onnxruntime"`` quantises the exported graph (calibrated on
+        synthesised images; ``gem export --quantize int8 --calibration DIR`` calibrates on your photos).
         ``optimize`` applies the exact inference rewrites of :mod:`gemseg.inference.optimize` (BatchNorm folding,
         row-blocked semantic inference).
         """
@@ -189,9 +194,11 @@ class GlassSegmentor:
         if weights is not None and weights.suffix.lower() == ".onnx":
             if backend != "onnxruntime":
                 backend = "onnxruntime"
-            if precision not in (None, "fp32"):
-                raise GemsegError("the ONNX Runtime backend runs in fp32 only")
             runner = OnnxRunner(weights, dev, threads=threads)
+            # the precision of an ONNX file is the file's own (fp32, or int8 after gem export --quantize int8)
+            if precision not in (None, "fp32", runner.precision):
+                raise GemsegError(f"{weights} is a {runner.precision} ONNX model; --precision {precision} does not "
+                                  "apply to it (export it again with gem export --quantize int8 for int8)")
             if size is not None and int(size) != runner.img_size:
                 raise GemsegError(f"{weights} was exported for size {runner.img_size}, not {size}")
             seg = cls(runner, tta=tta, threshold=threshold, batch_size=batch_size)
@@ -199,6 +206,8 @@ class GlassSegmentor:
             seg.source = src.label
             seg.model_name = src.name
             return seg
+        if precision == "int8" and backend != "onnxruntime":
+            raise GemsegError("int8 runs in ONNX Runtime: pass backend='onnxruntime' (--backend onnxruntime)")
         from gemseg.modeling.build import input_size_overrides, load_model
 
         all_opts = list(opts or [])
@@ -208,19 +217,23 @@ class GlassSegmentor:
         cfg_weights = str(model.cfg.MODEL.WEIGHTS or "")
         random_init = weights is None and (not cfg_weights or cfg_weights.startswith("detectron2://"))
         if backend == "onnxruntime":
-            if precision not in (None, "fp32"):
-                raise GemsegError("the ONNX Runtime backend runs in fp32 only")
+            if precision not in (None, "fp32", "int8"):
+                raise GemsegError(f"the ONNX Runtime backend runs fp32 or int8, not {precision}")
+            import atexit
+            import shutil
             import tempfile
 
             from gemseg.inference.onnx_export import export_onnx
-
-            import atexit
-            import shutil
 
             tmpdir = Path(tempfile.mkdtemp(prefix="gemseg-onnx-"))
             atexit.register(shutil.rmtree, tmpdir, True)
             onnx_path = tmpdir / "model.onnx"
             export_onnx(model, onnx_path, random_init=random_init)
+            if precision == "int8":  # calibrated on synthesised images; gem export --quantize int8 for your photos
+                from gemseg.inference.quantize import quantize_onnx_int8
+
+                quantize_onnx_int8(onnx_path, tmpdir / "model.int8.onnx")
+                onnx_path = tmpdir / "model.int8.onnx"
             runner = OnnxRunner(onnx_path, dev, threads=threads)
             seg = cls(runner, tta=tta, threshold=threshold, batch_size=batch_size)
         else:
