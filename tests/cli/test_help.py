@@ -10,10 +10,8 @@ import pytest
 from gemseg.cli.main import build_parser, main
 
 REPO = Path(__file__).resolve().parents[2]
-# options another branch of this round documents (gem bench's case lists); remove an entry once it has help
 # "(default: X)", "default: X", "default (…)" or "default = X" state a default; "the default model" does not
 STATED_DEFAULT = re.compile(r"\(default\b|\bdefault\s*[:(=]", re.I)
-KNOWN_WITHOUT_HELP = {("bench", "--batch-sizes"), ("bench", "--precisions"), ("bench", "--backends")}
 
 
 def _subparsers():
@@ -39,9 +37,6 @@ def test_help_rules(command):
         if isinstance(action, argparse._HelpAction) or action.help == argparse.SUPPRESS:
             continue
         name = action.option_strings[0] if action.option_strings else action.dest
-        if (command, name) in KNOWN_WITHOUT_HELP:
-            assert not action.help, f"{command} {name} has help now: remove it from KNOWN_WITHOUT_HELP"
-            continue
         assert action.help and action.help.strip(), f"gem {command} {name} has no help"
         shown = formatter._expand_help(action)
         defaults = STATED_DEFAULT.findall(shown)

@@ -41,7 +41,8 @@ def add_parser(subparsers, name: str, help_text: str) -> argparse.ArgumentParser
                         "torch backend, int8 with onnxruntime; every row reports its mask agreement with the fp32 row "
                         "of the same size and device")
     c.add_argument("--calibration", metavar="DIR", help="photos to calibrate int8 on; without it, synthesised images")
-    c.add_argument("--backends", nargs="+", default=["torch"], choices=("torch", "onnxruntime"))
+    c.add_argument("--backends", nargs="+", default=["torch"], choices=("torch", "onnxruntime"),
+                   help="inference engines to time: PyTorch and/or ONNX Runtime (the model is exported first)")
     c.add_argument("--no-optimize", action="store_true", help="also measure the unoptimised PyTorch model")
     m = p.add_argument_group("measurement")
     m.add_argument("--runs", type=int, default=10, help="timed runs per case")
