@@ -530,6 +530,12 @@ class ProceduralEngine:
             for r in range(1, rows):
                 v0 = panes[r * cols][1]
                 solid.append((0.0, v0, W, v0 + band * ph))
+        if rng.random() < 0.4 and len(panes) > 2:
+            # Opaque infill cells (insulated spandrel panels, boarded or covered cells) in the same grid: framed
+            # like glass but not glass — real curtain walls under construction are full of them.
+            k = int(rng.integers(1, max(2, len(panes) // 3) + 1))
+            for i in sorted(rng.choice(len(panes), size=k, replace=False).tolist(), reverse=True):
+                solid.append(panes.pop(i))
         width_px = w * (rng.uniform(0.4, 0.7) if small else rng.uniform(0.9, 2.0))
         pose = self._pose(rng, cam, (W, H), (rng.uniform(0.35, 0.65) * w, rng.uniform(0.3, 0.65) * h), width_px,
                           rng.uniform(-55, 55), rng.uniform(-30, 15), rng.normal(0, 2))
