@@ -6,7 +6,8 @@
 #
 # Stage 1 (steps 1-5) = gem-lite-synth from ImageNet; stage 2 (step 6) = the fine-tune, written to OUTPUT_DIR/finetune.
 # FROM=<gem-lite-synth .safetensors> skips stage 1 and fine-tunes that file (FROM=bundled: the shipped one, which is
-# how gem-lite-synth2 was made). FT_ITER=0 skips stage 2.
+# how the gem-lite-synth2 candidate of issue 16 was made; it was not shipped, see docs/model_card.md). FT_ITER=0
+# skips stage 2.
 #
 # Environment knobs (defaults = the recipe of the shipped model, as one clean run):
 #   NUM_IMAGES=4000  SIZE=384x288             two synthetic sets: seed 7 (7.5 % held out for validation) and seed 8
@@ -15,7 +16,7 @@
 #   TEST_SIZE=448    network input size written into the exported model (training crops are 320)
 #   THREADS=2        torch CPU threads
 #   FROM=            stage 2 only, from this gem-lite-synth .safetensors ("bundled" = the shipped file)
-#   FT_NUM_IMAGES=2712  FT_ITER=2400  FT_LR=1e-4   stage 2: seed-21 images (7.5 % held out), fine-tune solver
+#   FT_NUM_IMAGES=2712  FT_ITER=1800  FT_LR=1e-4   stage 2: seed-21 images (7.5 % held out), fine-tune solver
 #                    (LR ×0.1 at 75 % and 92 % of FT_ITER); FT_CHECKPOINT=model_0001599.pth exports that one
 # Resumable: rerunning continues OUTPUT_DIR/last_checkpoint (gem train --resume), and gem synth keeps the images
 # it already made (--skip-existing). Real photographs are never used for training.
@@ -31,7 +32,7 @@ BASE_LR=${BASE_LR:-2e-4}
 TEST_SIZE=${TEST_SIZE:-448}
 FROM=${FROM:-}
 FT_NUM_IMAGES=${FT_NUM_IMAGES:-2712}
-FT_ITER=${FT_ITER:-2400}
+FT_ITER=${FT_ITER:-1800}
 FT_LR=${FT_LR:-1e-4}
 export OMP_NUM_THREADS=${THREADS:-2}
 CONFIG="$(python -c 'import gemseg, pathlib; print(pathlib.Path(gemseg.__file__).parent / "configs" / "gem_lite_effnet.yaml")')"
