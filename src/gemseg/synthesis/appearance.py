@@ -63,7 +63,7 @@ class GlassLook:
 
 def sample_look(rng: np.random.Generator, kind: str, extent_wh: Tuple[float, float]) -> GlassLook:
     """Random glass appearance suited to a structure kind."""
-    coated = kind in ("facade", "shopfront") and rng.random() < 0.7
+    coated = kind in ("facade", "shopfront", "curtain_wall") and rng.random() < 0.7
     tint = str(rng.choice(["blue", "grey", "green", "bronze"])) if coated else str(
         rng.choice(["clear", "clear", "green", "blue", "grey"]))
     if kind == "mirror":
@@ -359,8 +359,37 @@ def draw_object(rng: np.random.Generator, h: int, w: int, anchor: Tuple[float, f
     return mask, np.clip(col, 0, 1), kind
 
 
-def apply_camera(rng: np.random.Generator, img: np.ndarray) -> Tuple[np.ndarray, Dict]:
-    """Lighting change (exposure, gamma), vignetting, optional defocus, sensor noise.
+def scene_reflection_dim(reflection: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """What a switched-off screen shows: a faint, dark copy of the reflected scene (``H×W×3`` float)."""
+    return reflection * np.float32(rng.uniform(0.04, 0.15))
+
+
+def degrade(rng: np.random.Generator, u8: np.ndarray, prob: float) -> Tuple[np.ndarray, Dict]:
+    """Camera-phone degradations on the final ``H×W×3`` uint8 image: linear motion blur and a JPEG round trip at a
+    low quality (blocking, ringing) — each with probability ``prob``; colours only, never labels."""
+    info: Dict = {}
+    if prob > 0 and rng.random() < prob * 0.4:
+        length = int(rng.integers(3, 10))
+        k = np.zeros((length, length), np.float32)
+        k[length // 2, :] = 1.0 / length
+        ang = float(rng.uniform(0, 180))
+        rot = cv2.getRotationMatrix2D(((length - 1) / 2, (length - 1) / 2), ang, 1.0)
+        k = cv2.warpAffine(k, rot, (length, length))
+        k /= max(float(k.sum()), 1e-6)
+        u8 = cv2.filter2D(u8, -1, k, borderType=cv2.BORDER_REFLECT)
+        info["motion_blur"] = [length, round(ang, 1)]
+    if prob > 0 and rng.random() < prob:
+        q = int(rng.integers(30, 86))
+        ok, buf = cv2.imencode(".jpg", u8, [cv2.IMWRITE_JPEG_QUALITY, q])
+        if ok:
+            u8 = cv2.imdecode(buf, cv2.IMREAD_UNCHANGED)
+            info["jpeg_quality"] = q
+    return u8, info
+
+
+def apply_camera(rng: np.random.Generator, img: np.ndarray, degrade_prob: float = 0.0) -> Tuple[np.ndarray, Dict]:
+    """Lighting change (exposure, gamma), vignetting, optional defocus, sensor noise, then (``degrade_prob``)
+    motion blur and JPEG artefacts.
 
     Returns the final uint8 image and the parameters. Gamma is applied on the 8-bit image through a lookup table
     (exact to the 8-bit rounding, and ~10× cheaper than a float power)."""
@@ -392,9 +421,10 @@ def apply_camera(rng: np.random.Generator, img: np.ndarray) -> Tuple[np.ndarray,
     u8 = out.astype(np.uint8)
     lut = np.clip(np.round(255.0 * (np.arange(256) / 255.0) ** gamma), 0, 255).astype(np.uint8)
     u8 = cv2.LUT(u8, lut)
+    u8, deg = degrade(rng, u8, degrade_prob)
     return u8, {"exposure": round(exposure, 3), "gamma": round(gamma, 3), "white_balance": round(temp, 4),
                 "vignette": round(vig, 3),
-                "blur_sigma": round(blur, 3), "noise_sigma": round(noise, 4)}
+                "blur_sigma": round(blur, 3), "noise_sigma": round(noise, 4), **deg}
 
 
 def dirt_field(rng: np.random.Generator, h: int, w: int) -> np.ndarray:
@@ -429,4 +459,4 @@ def reflection_image(scene: np.ndarray, rng: np.random.Generator, size: Optional
 
 
 __all__ = ["GlassLook", "sample_look", "shade_pane", "frame_color", "paint_solid", "paint_plane_texture",
-           "draw_object", "apply_camera", "dirt_field", "reflection_image", "texture"]
+           "draw_object", "apply_camera", "degrade", "scene_reflection_dim", "dirt_field", "reflection_image", "texture"]

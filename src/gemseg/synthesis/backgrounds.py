@@ -303,6 +303,23 @@ def landscape(rng: np.random.Generator, h: int, w: int) -> np.ndarray:
     return img
 
 
+def pale_color(rng: np.random.Generator, tone: str) -> np.ndarray:
+    """A surface colour: ``white`` (0.82–0.97 grey with a slight cast), ``light`` (a pale tint: cream, pale grey,
+    light blue…) or ``screen`` (a near-black bezel)."""
+    if tone == "screen":
+        return np.full(3, rng.uniform(0.02, 0.08), np.float32)
+    if tone == "white":
+        return np.clip(rng.uniform(0.82, 0.97) + rng.normal(0, 0.012, 3), 0, 1).astype(np.float32)
+    base = random_color(rng, "any")
+    return np.clip(0.8 + 0.2 * base * rng.uniform(0.3, 0.9), 0, 1).astype(np.float32)
+
+
+def flat_texture(rng: np.random.Generator, color: np.ndarray, h: int, w: int) -> np.ndarray:
+    """A nearly uniform surface (painted plaster, a white wall): ``color`` with faint low-frequency unevenness."""
+    n = smooth_noise(rng, h, w, w / 3.0)[..., None]
+    return np.clip(color[None, None] * (0.96 + 0.08 * n), 0, 1).astype(np.float32)
+
+
 def procedural_scene(rng: np.random.Generator, h: int, w: int, kind: Optional[str] = None) -> Tuple[np.ndarray, str]:
     """A random procedural scene and its kind name."""
     kind = kind or str(rng.choice(["room", "city", "landscape", "texture"], p=[0.45, 0.25, 0.15, 0.15]))

@@ -26,13 +26,21 @@ from gemseg.synthesis.appearance import (
     dirt_field,
     draw_object,
     frame_color,
+    scene_reflection_dim,
     paint_plane_texture,
     paint_solid,
     reflection_image,
     sample_look,
     shade_pane,
 )
-from gemseg.synthesis.backgrounds import WALL_TEXTURES, BackgroundSource, procedural_scene, texture
+from gemseg.synthesis.backgrounds import (
+    WALL_TEXTURES,
+    BackgroundSource,
+    flat_texture,
+    pale_color,
+    procedural_scene,
+    texture,
+)
 from gemseg.synthesis.geometry import (
     Camera,
     PlanePose,
@@ -46,8 +54,11 @@ from gemseg.synthesis.geometry import (
     quad_of_rect,
 )
 
-KINDS = ("window", "facade", "shopfront", "door", "partition", "railing", "display_case")
-KIND_PROBS = (0.2, 0.15, 0.12, 0.17, 0.14, 0.11, 0.11)
+KINDS = ("window", "facade", "shopfront", "door", "partition", "railing", "display_case", "curtain_wall",
+         "glass_wall")
+# The last two are glass-dominant close-ups (real glass-scene photos are ~60 % glass; see docs/synthesis.md).
+KIND_PROBS = (0.14, 0.1, 0.1, 0.13, 0.1, 0.07, 0.06, 0.17, 0.13)
+PANEL_COLORS = ("white", "white", "white", "light", "screen")
 MIRROR_LABELS = {"background": 0, "ignore": 255, "glass": 1}
 MAX_GLASS_FRACTION = 0.9
 
@@ -65,12 +76,18 @@ class SynthOptions:
     negative_prob: float = 0.06  # images whose only structures are hard negatives (no glass at all)
     occluder_prob: float = 0.6
     kinds: Tuple[str, ...] = KINDS
+    panel_prob: float = 0.35  # opaque look-alikes: white boards/doors/wall panels, switched-off screens (label 0)
+    white_wall_prob: float = 0.4  # walls around glass painted flat white/pale instead of a texture
+    bright_view_prob: float = 0.2  # views through glass that are blown-out/overcast (bright, flat — still glass)
+    degrade_prob: float = 0.5  # JPEG re-compression and motion blur of the final image
 
     def to_json(self) -> Dict:
         return {"width": self.width, "height": self.height, "background_dirs": list(self.background_dirs),
                 "bundled_backgrounds": self.bundled_backgrounds, "photo_prob": self.photo_prob,
                 "mirror_label": self.mirror_label, "negative_prob": self.negative_prob,
-                "occluder_prob": self.occluder_prob, "kinds": list(self.kinds)}
+                "occluder_prob": self.occluder_prob, "kinds": list(self.kinds), "panel_prob": self.panel_prob,
+                "white_wall_prob": self.white_wall_prob, "bright_view_prob": self.bright_view_prob,
+                "degrade_prob": self.degrade_prob}
 
 
 @dataclass
@@ -174,7 +191,7 @@ class ProceduralEngine:
             label[m] = 0
         params: Dict = {}
         if scene.camera_effects:
-            out, params = apply_camera(rng, img)
+            out, params = apply_camera(rng, img, self.opt.degrade_prob)
             return out, label, params
         return (np.clip(img * 255.0 + 0.5, 0, 255)).astype(np.uint8), label, params
 
@@ -211,7 +228,7 @@ class ProceduralEngine:
         if negative_image and negative_kinds and kind not in negative_kinds:
             # Only structures that have a plausible glass-free twin (open doorway, empty frame, wall mirror).
             kind = str(rng.choice(negative_kinds))
-        indoor = kind in ("door", "partition", "railing", "display_case", "window")
+        indoor = kind in ("door", "partition", "railing", "display_case", "window", "glass_wall")
         background, bg_info = self.backgrounds.sample(rng, h, w, prefer="room" if indoor else "city")
         refl_src, refl_info = self.backgrounds.sample(rng, max(8, h // 2), max(8, w // 2),
                                                       prefer="city" if indoor else "landscape")
@@ -220,6 +237,7 @@ class ProceduralEngine:
         builders: Dict[str, Callable] = {
             "window": self._window, "facade": self._facade, "shopfront": self._shopfront, "door": self._door,
             "partition": self._partition, "railing": self._railing, "display_case": self._display_case,
+            "curtain_wall": self._curtain_wall, "glass_wall": self._glass_wall,
         }
         surfaces: List[Surface] = builders[kind](rng, cam)
         # A second, smaller structure of another kind now and then (several surfaces per image).
@@ -253,22 +271,40 @@ class ProceduralEngine:
             if pic is not None:
                 surfaces.append(pic)
                 negatives.append("picture_frame")
+        if rng.random() < o.panel_prob:
+            # Flat bright surfaces and dark screens are what a glass model confuses most on real photos: opaque
+            # panels in the scene, in front of whatever they overlap (their pixels are background).
+            for _ in range(int(rng.integers(1, 3))):
+                panel = self._panel(rng, cam)
+                surfaces.append(panel)
+                negatives.append(f"panel_{panel.kind}")
 
         rendered: List[RenderedSurface] = []
         for s in surfaces:
             ew, eh = s.extent[2] - s.extent[0], s.extent[3] - s.extent[1]
             look = sample_look(rng, "mirror" if s.mirror else s.kind, (ew, eh))
             fc, fk = frame_color(rng)
+            if s.kind in ("curtain_wall", "glass_wall") and rng.random() < 0.6:
+                fc, fk = pale_color(rng, "white"), "white"  # glazing systems are mostly white/silver
             rs = RenderedSurface(surface=s, look=look, frame_rgb=fc, frame_kind=fk)
             if s.wall is not None:
-                wk = str(rng.choice(WALL_TEXTURES))
-                rs.wall_tex = texture(rng, wk, 128, 128)
-                rs.wall_tex_units = float(rng.uniform(1.0, 3.0)) if wk != "plaster" else 6.0
-            if s.mirror:
+                if rng.random() < o.white_wall_prob:
+                    rs.wall_tex = flat_texture(rng, pale_color(rng, "light"), 128, 128)
+                    rs.wall_tex_units = 6.0
+                else:
+                    wk = str(rng.choice(WALL_TEXTURES))
+                    rs.wall_tex = texture(rng, wk, 128, 128)
+                    rs.wall_tex_units = float(rng.uniform(1.0, 3.0)) if wk != "plaster" else 6.0
+            if s.kind.startswith("panel_"):
+                rs.frame_rgb = pale_color(rng, s.kind[len("panel_"):])
+            if s.kind == "panel_screen":
+                # A switched-off screen: near black, glossy (faint reflection), no glass label.
+                rs.behind = np.float32(0.02) + scene_reflection_dim(reflection, rng)
+            elif s.mirror:
                 # What a wall mirror shows: the room behind the camera, sharp (see render_scene).
                 rs.behind, _ = procedural_scene(rng, h, w, "room")
             elif s.through == "other":
-                if s.kind in ("facade", "shopfront"):
+                if s.kind in ("facade", "shopfront", "curtain_wall"):
                     inner, _ = self.backgrounds.sample(rng, h, w, prefer="room")
                     inner = inner * np.float32(rng.uniform(0.25, 0.7))  # interiors look dark from outside
                 elif s.kind == "picture":
@@ -276,6 +312,10 @@ class ProceduralEngine:
                 else:
                     inner, _ = self.backgrounds.sample(rng, h, w, prefer="landscape")
                     inner = np.clip(inner * np.float32(rng.uniform(1.0, 1.35)), 0, 1)  # outdoors is brighter
+                if s.kind != "picture" and rng.random() < o.bright_view_prob:
+                    # Exposed for the room, the outdoor view through a window burns out to near-white: bright,
+                    # flat panes that are still glass.
+                    inner = np.clip(inner * np.float32(rng.uniform(1.8, 3.5)) + np.float32(0.15), 0, 1)
                 rs.behind = inner
             rendered.append(rs)
 
@@ -475,6 +515,68 @@ class ProceduralEngine:
                 solid = []
             out.append(Surface("display_case", pose, (0.0, 0.0, size[0], size[1]), panes, solid=solid))
         return out
+
+    def _curtain_wall(self, rng, cam, small: bool = False) -> List[Surface]:
+        """A glazed façade seen close up: a grid of large reflective panes that fills most of the frame."""
+        w, h = cam.width, cam.height
+        cols, rows = int(rng.integers(2, 6)), int(rng.integers(2, 6))
+        pw, ph = rng.uniform(1.2, 2.2), rng.uniform(1.4, 3.2)
+        mull = rng.uniform(0.04, 0.14)
+        W, H = cols * (pw + mull), rows * (ph + mull)
+        panes = grid_panes((0, 0, W, H), cols, rows, rng.uniform(0.03, 0.15), mull)
+        solid: List[Rect] = []
+        if rng.random() < 0.3:  # opaque spandrel bands at the floor slabs
+            band = rng.uniform(0.1, 0.25)
+            for r in range(1, rows):
+                v0 = panes[r * cols][1]
+                solid.append((0.0, v0, W, v0 + band * ph))
+        if rng.random() < 0.4 and len(panes) > 2:
+            # Opaque infill cells (insulated spandrel panels, boarded or covered cells) in the same grid: framed
+            # like glass but not glass — real curtain walls under construction are full of them.
+            k = int(rng.integers(1, max(2, len(panes) // 3) + 1))
+            for i in sorted(rng.choice(len(panes), size=k, replace=False).tolist(), reverse=True):
+                solid.append(panes.pop(i))
+        width_px = w * (rng.uniform(0.4, 0.7) if small else rng.uniform(0.9, 2.0))
+        pose = self._pose(rng, cam, (W, H), (rng.uniform(0.35, 0.65) * w, rng.uniform(0.3, 0.65) * h), width_px,
+                          rng.uniform(-55, 55), rng.uniform(-30, 15), rng.normal(0, 2))
+        return [Surface("curtain_wall", pose, (0, 0, W, H), panes, solid=solid, through="other")]
+
+    def _glass_wall(self, rng, cam, small: bool = False) -> List[Surface]:
+        """Floor-to-ceiling glazing of a room (office front, lobby, storefront from inside), frame-filling."""
+        w, h = cam.width, cam.height
+        cols = int(rng.integers(2, 6))
+        W, H = cols * rng.uniform(0.9, 1.6), rng.uniform(2.6, 3.4)
+        transom = rng.random() < 0.4
+        panes = grid_panes((0, 0, W, H), cols, 2 if transom else 1, rng.uniform(0.02, 0.08),
+                           rng.uniform(0.03, 0.09), row_weights=[0.25, 1.0] if transom else None)
+        solid: List[Rect] = []
+        if rng.random() < 0.35:  # a door handle on one pane
+            c = int(rng.integers(0, cols))
+            u0, v0, u1, v1 = panes[c + (cols if transom else 0)]
+            x = u1 - 0.15
+            solid.append((x, H * 0.45, x + 0.04, H * 0.45 + rng.uniform(0.2, 0.8)))
+        width_px = w * (rng.uniform(0.35, 0.6) if small else rng.uniform(0.85, 1.7))
+        pose = self._pose(rng, cam, (W, H), (rng.uniform(0.35, 0.65) * w, rng.uniform(0.4, 0.6) * h), width_px,
+                          rng.uniform(-55, 55), rng.uniform(-10, 10), rng.normal(0, 1))
+        wall = None if small else (-5.0, -2.0, W + 5.0, H + 0.0)
+        return [Surface("glass_wall", pose, (0, 0, W, H), panes, solid=solid, wall=wall, through="other")]
+
+    def _panel(self, rng, cam) -> Surface:
+        """An opaque flat rectangle that looks like a pane at a glance: a white board, door, cabinet or wall
+        section, or a switched-off screen (a hard negative; all of it is background)."""
+        w, h = cam.width, cam.height
+        tone = str(rng.choice(PANEL_COLORS))
+        W, H = rng.uniform(0.5, 2.5), rng.uniform(0.4, 2.2)
+        if tone == "screen":
+            W, H = rng.uniform(0.6, 1.6), 0.0
+            H = W * rng.uniform(0.5, 0.62)
+        pose = self._pose(rng, cam, (W, H), (rng.uniform(0.1, 0.9) * w, rng.uniform(0.15, 0.8) * h),
+                          w * rng.uniform(0.15, 0.5), rng.uniform(-50, 50), rng.uniform(-10, 10), rng.normal(0, 1))
+        if tone == "screen":
+            b = rng.uniform(0.01, 0.04)
+            return Surface("panel_screen", pose, (0, 0, W, H), [(b, b, W - b, H - b)], open_frame=True,
+                           through="other")
+        return Surface(f"panel_{tone}", pose, (0, 0, W, H), [], solid=[(0.0, 0.0, W, H)], framed=False)
 
     def _picture_frame(self, rng, cam) -> Optional[Surface]:
         """A framed picture on a wall: a hard negative (frame + photo, no glass)."""
