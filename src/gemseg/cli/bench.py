@@ -17,7 +17,7 @@ from gemseg.errors import GemsegError
 
 def add_parser(subparsers, name: str, help_text: str) -> argparse.ArgumentParser:
     p = subparsers.add_parser(
-        name, help=help_text, formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        name, help=help_text,
         description=help_text + ". Network-only and end-to-end (decode → resize → model → resize back → PNG encode) "
         "latency: warm-up, then median and p90 of N runs; every case runs in its own subprocess so that the peak "
         "memory is per case. See docs/inference.md for exactly what FPS means.",

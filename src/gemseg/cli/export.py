@@ -17,7 +17,7 @@ from gemseg.io.atomic import atomic_path
 
 def add_parser(subparsers, name: str, help_text: str) -> argparse.ArgumentParser:
     p = subparsers.add_parser(
-        name, help=help_text, formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        name, help=help_text,
         description=help_text + ": input 'image' float32 [B,3,S,S] RGB on 0-255 (normalised inside), output "
         "'scores' float32 [B,2,S,S] (background, glass; the official sem_seg before the resize back). B is dynamic. "
         "Use it with `gem predict --backend onnxruntime --weights model.onnx`.",

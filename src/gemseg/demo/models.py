@@ -12,16 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, List, Optional
 
-DEFAULT_MODEL = "gem-lite-synth"
-
-
-def local_model_names() -> List[str]:
-    """Names of the zoo models usable offline (bundled or already downloaded)."""
-    try:
-        from gemseg.zoo import local_models
-    except ImportError:  # a gemseg without the model zoo: the bundled models
-        from gemseg.inference import available_models as local_models
-    return list(local_models())
+from gemseg.zoo import DEFAULT_MODEL, local_models  # noqa: F401 - DEFAULT_MODEL is the demo's default too
 
 
 @dataclass(frozen=True)
@@ -108,6 +99,6 @@ class SegmentorCache:
 def model_menu(default: ModelSpec) -> "OrderedDict[str, ModelSpec]":
     """The model menu: ``default`` first, then every zoo model available offline."""
     specs: "OrderedDict[str, ModelSpec]" = OrderedDict([(default.label, default)])
-    for name in local_model_names():
+    for name in local_models():  # zoo models usable offline (bundled or downloaded)
         specs.setdefault(name, ModelSpec(name=name))
     return specs
