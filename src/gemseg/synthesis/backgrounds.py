@@ -368,22 +368,55 @@ def photo_crop(rng: np.random.Generator, photo: np.ndarray, h: int, w: int) -> T
     return out, {"crop": [x0, y0, cw, ch], "flip": flip}
 
 
-class BackgroundSource:
-    """Samples full-frame backgrounds: photographs (when any) with probability ``photo_prob``, else procedural."""
+SHOWS_GLASS_FILE = "shows_glass.txt"
 
-    def __init__(self, photo_dirs: Sequence[os.PathLike] = (), use_bundled: bool = True, photo_prob: float = 0.55):
+
+def read_shows_glass(dirs: Sequence[os.PathLike]) -> set:
+    """Names of photos that show real glass, from each folder's ``shows_glass.txt`` (one file name per line, ``#``
+    comments). A photo of a street or a room almost always has windows; pasted around our synthetic glass they would
+    be labelled background, teaching the model that real glass is *not* glass. Such photos are therefore used only
+    where every pixel of theirs is labelled glass (the view through a pane, reflections on it)."""
+    names: set = set()
+    for d in dirs:
+        f = Path(d) / SHOWS_GLASS_FILE
+        if not f.is_file():
+            continue
+        for line in f.read_text(encoding="utf-8").splitlines():
+            line = line.split("#", 1)[0].strip()
+            if line:
+                names.add(str((Path(d) / line).resolve()))
+    return names
+
+
+class BackgroundSource:
+    """Samples full-frame backgrounds: photographs (when any) with probability ``photo_prob``, else procedural.
+
+    ``glass_aware``: photos listed in a ``shows_glass.txt`` of their folder are drawn only for the ``"view"`` role
+    (pixels labelled glass), never for the ``"surround"`` role (pixels labelled background).
+    """
+
+    def __init__(self, photo_dirs: Sequence[os.PathLike] = (), use_bundled: bool = True, photo_prob: float = 0.55,
+                 glass_aware: bool = True):
         dirs = ([BUNDLED_DIR] if use_bundled and BUNDLED_DIR.is_dir() else []) + [Path(d) for d in photo_dirs]
         self.bank = PhotoBank(list_photos(dirs))
         self.photo_prob = photo_prob if len(self.bank) else 0.0
+        shows_glass = read_shows_glass(dirs) if glass_aware else set()
+        self.shows_glass = [str(p.resolve()) in shows_glass for p in self.bank.paths]
+        self.surround_indices = [i for i, g in enumerate(self.shows_glass) if not g]
 
-    def sample(self, rng: np.random.Generator, h: int, w: int, prefer: Optional[str] = None
-               ) -> Tuple[np.ndarray, Dict]:
+    def sample(self, rng: np.random.Generator, h: int, w: int, prefer: Optional[str] = None,
+               role: str = "view") -> Tuple[np.ndarray, Dict]:
         """A background and a JSON-able description of where it came from.
 
         ``prefer`` nudges procedural choices (``"room"`` for interiors, ``"city"``/``"landscape"`` for views).
+        ``role``: ``"surround"`` for pixels that will be labelled background (photos showing glass are skipped),
+        ``"view"`` for pixels seen through or reflected on glass.
         """
-        if self.photo_prob > 0 and rng.random() < self.photo_prob:
-            idx = int(rng.integers(0, len(self.bank)))
+        if role not in ("view", "surround"):
+            raise ValueError(f"role must be 'view' or 'surround', got {role!r}")
+        pool = self.surround_indices if role == "surround" else range(len(self.bank))
+        if self.photo_prob > 0 and len(pool) and rng.random() < self.photo_prob:
+            idx = int(pool[int(rng.integers(0, len(pool)))])
             img, info = photo_crop(rng, self.bank.get(idx), h, w)
             img = jitter_color(rng, img)
             return img, {"source": "photo", "photo": self.bank.name(idx), **info}

@@ -80,6 +80,9 @@ class SynthOptions:
     white_wall_prob: float = 0.4  # walls around glass painted flat white/pale instead of a texture
     bright_view_prob: float = 0.2  # views through glass that are blown-out/overcast (bright, flat — still glass)
     degrade_prob: float = 0.5  # JPEG re-compression and motion blur of the final image
+    # Photos that show real glass (listed in their folder's shows_glass.txt) only as views through/reflections on
+    # glass, never as the background around it (their windows would be labelled "not glass").
+    glass_aware_backgrounds: bool = True
 
     def to_json(self) -> Dict:
         return {"width": self.width, "height": self.height, "background_dirs": list(self.background_dirs),
@@ -87,7 +90,7 @@ class SynthOptions:
                 "mirror_label": self.mirror_label, "negative_prob": self.negative_prob,
                 "occluder_prob": self.occluder_prob, "kinds": list(self.kinds), "panel_prob": self.panel_prob,
                 "white_wall_prob": self.white_wall_prob, "bright_view_prob": self.bright_view_prob,
-                "degrade_prob": self.degrade_prob}
+                "degrade_prob": self.degrade_prob, "glass_aware_backgrounds": self.glass_aware_backgrounds}
 
 
 @dataclass
@@ -127,7 +130,7 @@ class ProceduralEngine:
         if self.opt.mirror_label not in MIRROR_LABELS:
             raise ValueError(f"mirror_label must be one of {sorted(MIRROR_LABELS)}")
         self.backgrounds = BackgroundSource(self.opt.background_dirs, self.opt.bundled_backgrounds,
-                                            self.opt.photo_prob)
+                                            self.opt.photo_prob, self.opt.glass_aware_backgrounds)
 
     # ------------------------------------------------------------------------------------------------------------
     # rendering a known scene
@@ -229,7 +232,8 @@ class ProceduralEngine:
             # Only structures that have a plausible glass-free twin (open doorway, empty frame, wall mirror).
             kind = str(rng.choice(negative_kinds))
         indoor = kind in ("door", "partition", "railing", "display_case", "window", "glass_wall")
-        background, bg_info = self.backgrounds.sample(rng, h, w, prefer="room" if indoor else "city")
+        background, bg_info = self.backgrounds.sample(rng, h, w, prefer="room" if indoor else "city",
+                                                      role="surround")
         refl_src, refl_info = self.backgrounds.sample(rng, max(8, h // 2), max(8, w // 2),
                                                       prefer="city" if indoor else "landscape")
         reflection = reflection_image(refl_src, rng, (w, h))
@@ -307,8 +311,8 @@ class ProceduralEngine:
                 if s.kind in ("facade", "shopfront", "curtain_wall"):
                     inner, _ = self.backgrounds.sample(rng, h, w, prefer="room")
                     inner = inner * np.float32(rng.uniform(0.25, 0.7))  # interiors look dark from outside
-                elif s.kind == "picture":
-                    inner, _ = self.backgrounds.sample(rng, h, w)
+                elif s.kind == "picture":  # a framed photo is a hard negative: its pixels are background
+                    inner, _ = self.backgrounds.sample(rng, h, w, role="surround")
                 else:
                     inner, _ = self.backgrounds.sample(rng, h, w, prefer="landscape")
                     inner = np.clip(inner * np.float32(rng.uniform(1.0, 1.35)), 0, 1)  # outdoors is brighter

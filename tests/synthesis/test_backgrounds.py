@@ -1,0 +1,63 @@
+"""Photos that show real glass are never pasted around synthetic glass (where they would be labelled background)."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from gemseg.synthesis.backgrounds import BUNDLED_DIR, BackgroundSource, list_photos, read_shows_glass
+from gemseg.synthesis.procedural import ProceduralEngine, SynthOptions
+
+
+def _folder(tmp_path, listed):
+    for i, name in enumerate(["a.png", "b.png", "c.png"]):
+        Image.fromarray(np.full((40, 60, 3), 60 * (i + 1), np.uint8)).save(tmp_path / name)
+    (tmp_path / "shows_glass.txt").write_text("# windows\n" + "".join(f"{n}  # comment\n" for n in listed))
+    return tmp_path
+
+
+def test_listed_photos_are_views_only(tmp_path):
+    d = _folder(tmp_path, ["a.png", "c.png"])
+    src = BackgroundSource([d], use_bundled=False, photo_prob=1.0)
+    rng = np.random.default_rng(0)
+    surround = {src.sample(rng, 16, 16, role="surround")[1]["photo"] for _ in range(60)}
+    view = {src.sample(rng, 16, 16, role="view")[1]["photo"] for _ in range(60)}
+    assert surround == {str(d / "b.png")}
+    assert view == {str(d / p) for p in ("a.png", "b.png", "c.png")}
+
+
+def test_all_listed_falls_back_to_procedural_surround(tmp_path):
+    d = _folder(tmp_path, ["a.png", "b.png", "c.png"])
+    src = BackgroundSource([d], use_bundled=False, photo_prob=1.0)
+    rng = np.random.default_rng(1)
+    infos = [src.sample(rng, 16, 16, role="surround")[1] for _ in range(10)]
+    assert all(i["source"] == "procedural" for i in infos)
+
+
+def test_glass_aware_can_be_switched_off(tmp_path):
+    d = _folder(tmp_path, ["a.png", "c.png"])
+    src = BackgroundSource([d], use_bundled=False, photo_prob=1.0, glass_aware=False)
+    rng = np.random.default_rng(2)
+    assert len({src.sample(rng, 16, 16, role="surround")[1]["photo"] for _ in range(60)}) == 3
+    with pytest.raises(ValueError, match="role"):
+        src.sample(rng, 16, 16, role="wall")
+
+
+def test_bundled_list_names_real_files_and_leaves_a_surround_pool():
+    listed = read_shows_glass([BUNDLED_DIR])
+    photos = {str(p.resolve()) for p in list_photos([BUNDLED_DIR])}
+    assert listed and listed <= photos  # no stale names
+    assert len(photos - listed) >= 5
+
+
+def test_engine_surround_never_uses_a_listed_photo():
+    eng = ProceduralEngine(SynthOptions(width=96, height=72, photo_prob=1.0))
+    listed = {p.name for p, g in zip(eng.backgrounds.bank.paths, eng.backgrounds.shows_glass) if g}
+    used = set()
+    for seed in range(40):
+        _, params = eng.sample_scene(np.random.default_rng(seed))
+        bg = params["background"]
+        if bg["source"] == "photo":
+            used.add(bg["photo"])
+    assert used and not (used & listed)
+    assert "glass_aware_backgrounds" in SynthOptions().to_json()
