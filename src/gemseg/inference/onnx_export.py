@@ -1,7 +1,8 @@
 """ONNX export of the inference graph and ONNX Runtime sessions.
 
 The exported graph maps ``image`` [B, 3, S, S] (float32 RGB on 0–255; normalisation is inside) to ``scores``
-[B, 2, S, S] (the official ``sem_seg`` at the network resolution, before the resize back). B is dynamic, S is fixed
+[B, 2, S, S] (the official ``sem_seg`` at the network resolution, before the resize back; with the ``fast`` head,
+int8's default, [B, 2, S/4, S/4], see ``HEADS``). B is dynamic, S is fixed
 (the encoders are built for one size). Deformable attention exports as ``GridSample`` (opset ≥ 16); we default to
 opset 17. Resizing back to the image size and the argmax stay outside the graph, in the shared post-processing
 (:mod:`gemseg.inference.preprocess`), so the ONNX path and the PyTorch path give the same masks.
@@ -32,24 +33,48 @@ def _require(module: str):
         ) from None
 
 
-class ScoresGraph(nn.Module):
-    """The inference graph: [B, 3, S, S] 0–255 → [B, 2, S, S] semantic scores."""
+# How the graph combines the query masks into scores:
+# * "exact": the official semantic inference — every query's mask logits are upsampled to S×S, then sigmoid, then
+#   the class-weighted sum ([B, 2, S, S] out). What PyTorch computes, to float rounding.
+# * "fast": the sigmoid and the weighted sum at the masks' own resolution (S/4) and [B, 2, S/4, S/4] out; the resize
+#   back to the image (outside the graph) does the upsampling, once for 2 channels instead of once per query.
+#   Sigmoid and upsampling do not commute, so masks differ on object boundaries (measured in docs/inference.md).
+#   It saves ~10 % of GEM-Tiny's int8 latency (the 100 × S² resize is ~10 % of the graph) and is the default of
+#   int8 exports, which are approximations anyway.
+HEADS = ("exact", "fast")
+DEFAULT_HEAD = {"fp32": "exact", "int8": "fast"}
 
-    def __init__(self, model: nn.Module):
+
+def default_head(precision: str) -> str:
+    """The head an export of ``precision`` gets unless told otherwise (one rule for every exporter)."""
+    return DEFAULT_HEAD.get(precision, "exact")
+
+
+class ScoresGraph(nn.Module):
+    """The inference graph: [B, 3, S, S] 0–255 → [B, 2, S, S] semantic scores (``head="fast"``: [B, 2, S/4, S/4])."""
+
+    def __init__(self, model: nn.Module, head: str = "exact"):
         super().__init__()
+        if head not in HEADS:
+            raise GemsegError(f"head must be one of {', '.join(HEADS)}, got {head!r}")
         self.model = model
+        self.head = head
 
     def forward(self, image: Tensor) -> Tensor:
         from gemseg.modeling.gem import semantic_scores
 
         outputs, _ = self.model(image)
-        return semantic_scores(outputs["pred_logits"], outputs["pred_masks"], image.shape[-2:])
+        masks = outputs["pred_masks"]
+        size = image.shape[-2:] if self.head == "exact" else masks.shape[-2:]
+        return semantic_scores(outputs["pred_logits"], masks, size)
 
 
 def export_onnx(model: nn.Module, path: PathLike, opset: int = DEFAULT_OPSET, batch_size: int = 1,
                 dynamic_batch: bool = True, random_init: bool = False,
-                extra_metadata: Optional[Dict[str, str]] = None) -> Path:
+                extra_metadata: Optional[Dict[str, str]] = None, head: str = "exact") -> Path:
     """Export ``model`` (a GEM in eval mode) to ``path`` (written atomically); returns the path.
+
+    ``head``: ``"exact"`` (the official scores at S×S) or ``"fast"`` (scores at the mask resolution, see ``HEADS``).
 
     Uses the TorchScript-based exporter (``dynamo=False``): it needs no extra package and traces GEM's
     data-dependent parts (top-k query selection, level shapes) into plain ONNX ops. The file's metadata records
@@ -64,7 +89,7 @@ def export_onnx(model: nn.Module, path: PathLike, opset: int = DEFAULT_OPSET, ba
     model = model.eval()
     size = int(model.img_size)
     dummy = torch.full((batch_size, 3, size, size), 114.0)
-    graph = ScoresGraph(model).eval()
+    graph = ScoresGraph(model, head).eval()
     dynamic_axes = {"image": {0: "batch"}, "scores": {0: "batch"}} if dynamic_batch else None
     with atomic_path(path) as tmp, torch.no_grad(), warnings.catch_warnings():
         warnings.simplefilter("ignore")  # tracer warnings about Python ints from shapes: sizes are fixed by design
@@ -75,8 +100,9 @@ def export_onnx(model: nn.Module, path: PathLike, opset: int = DEFAULT_OPSET, ba
 
         proto = onnx.load(str(tmp))
         meta = {"gemseg.version": __version__, "gemseg.img_size": str(size), "gemseg.opset": str(opset),
-                "gemseg.random_init": "1" if random_init else "0",
-                "gemseg.io": "image [B,3,S,S] float32 RGB 0-255 -> scores [B,2,S,S] (background, glass)"}
+                "gemseg.random_init": "1" if random_init else "0", "gemseg.head": head,
+                "gemseg.io": "image [B,3,S,S] float32 RGB 0-255 -> scores "
+                             f"[B,2,{'S,S' if head == 'exact' else 'S/4,S/4'}] (background, glass)"}
         cfg = getattr(model, "cfg", None)
         if cfg is not None:
             meta["gemseg.config"] = cfg.dump()

@@ -223,12 +223,12 @@ class GlassSegmentor:
             import shutil
             import tempfile
 
-            from gemseg.inference.onnx_export import export_onnx
+            from gemseg.inference.onnx_export import default_head, export_onnx
 
             tmpdir = Path(tempfile.mkdtemp(prefix="gemseg-onnx-"))
             atexit.register(shutil.rmtree, tmpdir, True)
             onnx_path = tmpdir / "model.onnx"
-            export_onnx(model, onnx_path, random_init=random_init)
+            export_onnx(model, onnx_path, random_init=random_init, head=default_head(precision or "fp32"))
             if precision == "int8":  # calibrated on synthesised images; gem export --quantize int8 for your photos
                 from gemseg.inference.quantize import quantize_onnx_int8
 
