@@ -47,6 +47,7 @@ sys.path.insert(0, str(REPO / "src"))
 os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO / "src"), os.environ.get("PYTHONPATH")]))
 
 from gemseg.inference.bench import run_case_subprocess  # noqa: E402
+from gemseg.inference.export_check import match_size  # noqa: E402
 
 CONFIG_DIRS = [REPO / "src" / "gemseg" / "configs", REPO.parent / "shared" / "fixtures" / "official-configs"]
 CASES = {
@@ -127,6 +128,8 @@ def main() -> int:
                     s = np.load(scores_path)
                     if base_scores is None:
                         base_scores = s
+                    # an int8 graph's fast head gives S/4 scores: compare after the post-processing's resize
+                    s = match_size(s[None], base_scores.shape[-2:])[0]
                     res["max_abs_diff_vs_first"] = float(np.abs(s - base_scores).max())
                     res["mask_agreement_vs_first"] = float(((s[1] > s[0]) == (base_scores[1] > base_scores[0])).mean())
                 per_variant[variant].append(res)
