@@ -61,3 +61,15 @@ def test_engine_surround_never_uses_a_listed_photo():
             used.add(bg["photo"])
     assert used and not (used & listed)
     assert "glass_aware_backgrounds" in SynthOptions().to_json()
+
+
+def test_cli_flag_switches_glass_aware_backgrounds_off(tmp_path):
+    import json
+
+    from gemseg.cli.main import main
+
+    for flag, want in (([], True), (["--ignore-shows-glass"], False)):
+        out = tmp_path / f"run{len(flag)}"
+        assert main(["synth", "-n", "1", "-o", str(out), "--size", "64x48", "-q", "-j", "1", *flag]) == 0
+        info = json.loads((out / "synth_info.json").read_text())
+        assert info["options"]["glass_aware_backgrounds"] is want

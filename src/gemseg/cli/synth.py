@@ -77,9 +77,14 @@ def add_parser(subparsers, name: str, help_text: str) -> argparse.ArgumentParser
 
     g = p.add_argument_group("procedural engine")
     g.add_argument("--backgrounds", type=Path, action="append", default=[], metavar="DIR",
-                   help="folder of your own background photos (repeatable); added to the bundled ones")
+                   help="folder of your own background photos (repeatable); added to the bundled ones. Photos "
+                        "that show real glass (windows, glazed façades) belong in the folder's shows_glass.txt "
+                        "(one file name per line): they are then used only as views through glass and reflections")
     g.add_argument("--no-bundled-backgrounds", action="store_true",
                    help="do not use the bundled photos (procedural scenes and --backgrounds only)")
+    g.add_argument("--ignore-shows-glass", action="store_true",
+                   help="use every photo as background around the glass too, ignoring the shows_glass.txt lists "
+                        "(their real windows are then labelled not-glass; the engine before issue 16 did this)")
     g.add_argument("--photo-prob", type=float, default=0.55,
                    help="probability that a background is a photo rather than a procedural scene (default 0.55)")
     g.add_argument("--kinds", default=",".join(KINDS),
@@ -153,7 +158,8 @@ def run(args: argparse.Namespace) -> int:
         options = SynthOptions(width=width, height=height,
                                background_dirs=tuple(str(d.resolve()) for d in args.backgrounds),
                                bundled_backgrounds=not args.no_bundled_backgrounds, photo_prob=args.photo_prob,
-                               mirror_label=args.mirror_label, negative_prob=args.negative_prob, kinds=kinds)
+                               mirror_label=args.mirror_label, negative_prob=args.negative_prob, kinds=kinds,
+                               glass_aware_backgrounds=not args.ignore_shows_glass)
         workers = args.workers if args.workers is not None else default_workers()
     else:
         from gemseg.synthesis.diffusion import DEFAULT_PROMPTS, DiffusionEngine, DiffusionOptions
