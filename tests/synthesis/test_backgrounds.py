@@ -73,3 +73,17 @@ def test_cli_flag_switches_glass_aware_backgrounds_off(tmp_path):
         assert main(["synth", "-n", "1", "-o", str(out), "--size", "64x48", "-q", "-j", "1", *flag]) == 0
         info = json.loads((out / "synth_info.json").read_text())
         assert info["options"]["glass_aware_backgrounds"] is want
+
+
+def test_cli_exposes_the_realism_knobs(tmp_path, capsys):
+    import json
+
+    from gemseg.cli.main import main
+
+    out = tmp_path / "knobs"
+    assert main(["synth", "-n", "1", "-o", str(out), "--size", "64x48", "-q", "-j", "1", "--panel-prob", "0",
+                 "--white-wall-prob", "0", "--bright-view-prob", "0", "--degrade-prob", "0"]) == 0
+    opts = json.loads((out / "synth_info.json").read_text())["options"]
+    assert (opts["panel_prob"], opts["white_wall_prob"], opts["bright_view_prob"], opts["degrade_prob"]) == (0, 0, 0, 0)
+    assert main(["synth", "-n", "1", "-o", str(tmp_path / "bad"), "--degrade-prob", "1.5", "-q"]) == 2
+    assert "--degrade-prob 1.5" in capsys.readouterr().err

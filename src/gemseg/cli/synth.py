@@ -93,6 +93,15 @@ def add_parser(subparsers, name: str, help_text: str) -> argparse.ArgumentParser
                    help="label of mirrors, a hard negative (default background; 'ignore' writes 255)")
     g.add_argument("--negative-prob", type=float, default=0.06,
                    help="fraction of images with only hard negatives (open frames, mirrors), no glass (0.06)")
+    g.add_argument("--panel-prob", type=float, default=0.35,
+                   help="share of images with opaque look-alike panels: white boards, pale panels, switched-off "
+                        "screens, all labelled background (default 0.35)")
+    g.add_argument("--white-wall-prob", type=float, default=0.4,
+                   help="share of walls around glass painted flat white/pale instead of a texture (default 0.4)")
+    g.add_argument("--bright-view-prob", type=float, default=0.2,
+                   help="share of views through glass that are blown out to near-white (still glass) (default 0.2)")
+    g.add_argument("--degrade-prob", type=float, default=0.5,
+                   help="share of images given a JPEG round trip and/or motion blur (default 0.5)")
 
     d = p.add_argument_group("diffusion engine")
     d.add_argument("--model-dir", type=Path, help="local diffusers Stable Diffusion (+ controlnet/, clip/) folder")
@@ -153,13 +162,19 @@ def run(args: argparse.Namespace) -> int:
         bad = [k for k in kinds if k not in KINDS]
         if bad or not kinds:
             raise GemsegError(f"unknown --kinds {','.join(bad) or '(empty)'}; choose from {','.join(KINDS)}")
-        if not 0.0 <= args.photo_prob <= 1.0 or not 0.0 <= args.negative_prob <= 1.0:
-            raise GemsegError("--photo-prob and --negative-prob must lie in [0, 1]")
+        probs = {"--photo-prob": args.photo_prob, "--negative-prob": args.negative_prob,
+                 "--panel-prob": args.panel_prob, "--white-wall-prob": args.white_wall_prob,
+                 "--bright-view-prob": args.bright_view_prob, "--degrade-prob": args.degrade_prob}
+        bad_probs = [f"{k} {v:g}" for k, v in probs.items() if not 0.0 <= v <= 1.0]
+        if bad_probs:
+            raise GemsegError(f"probabilities must lie in [0, 1]: {', '.join(bad_probs)}")
         options = SynthOptions(width=width, height=height,
                                background_dirs=tuple(str(d.resolve()) for d in args.backgrounds),
                                bundled_backgrounds=not args.no_bundled_backgrounds, photo_prob=args.photo_prob,
                                mirror_label=args.mirror_label, negative_prob=args.negative_prob, kinds=kinds,
-                               glass_aware_backgrounds=not args.ignore_shows_glass)
+                               glass_aware_backgrounds=not args.ignore_shows_glass, panel_prob=args.panel_prob,
+                               white_wall_prob=args.white_wall_prob, bright_view_prob=args.bright_view_prob,
+                               degrade_prob=args.degrade_prob)
         workers = args.workers if args.workers is not None else default_workers()
     else:
         from gemseg.synthesis.diffusion import DEFAULT_PROMPTS, DiffusionEngine, DiffusionOptions
