@@ -16,8 +16,13 @@
 #   TEST_SIZE=448    network input size written into the exported model (training crops are 320)
 #   THREADS=2        torch CPU threads
 #   FROM=            stage 2 only, from this gem-lite-synth .safetensors ("bundled" = the shipped file)
-#   FT_NUM_IMAGES=2712  FT_ITER=1800  FT_LR=1e-4   stage 2: seed-21 images (7.5 % held out), fine-tune solver
+#   FT_NUM_IMAGES=2712  FT_ITER=1800  FT_LR=1e-4   stage 2: FT_SEED images (7.5 % held out), fine-tune solver
 #                    (LR ×0.1 at 75 % and 92 % of FT_ITER); FT_CHECKPOINT=model_0001599.pth exports that one
+#   FT_SEED=31       synthesis seed of the stage-2 set (31 = the glass-aware "ga-new" candidate of docs/model_card.md;
+#                    the first candidate used seed 21 with FT_SYNTH_ARGS=--ignore-shows-glass)
+#   FT_SYNTH_ARGS=   extra gem synth flags for stage 2, e.g. "--ignore-shows-glass" or, for the "ga-old" candidate,
+#                    the first-round knobs off: --kinds window,facade,shopfront,door,partition,railing,display_case
+#                    --panel-prob 0 --white-wall-prob 0 --bright-view-prob 0 --degrade-prob 0 (with FT_SEED=41)
 # Resumable: rerunning continues OUTPUT_DIR/last_checkpoint (gem train --resume), and gem synth keeps the images
 # it already made (--skip-existing). Real photographs are never used for training.
 set -euo pipefail
@@ -34,6 +39,8 @@ FROM=${FROM:-}
 FT_NUM_IMAGES=${FT_NUM_IMAGES:-2712}
 FT_ITER=${FT_ITER:-1800}
 FT_LR=${FT_LR:-1e-4}
+FT_SEED=${FT_SEED:-31}
+FT_SYNTH_ARGS=${FT_SYNTH_ARGS:-}
 export OMP_NUM_THREADS=${THREADS:-2}
 CONFIG="$(python -c 'import gemseg, pathlib; print(pathlib.Path(gemseg.__file__).parent / "configs" / "gem_lite_effnet.yaml")')"
 
@@ -94,18 +101,20 @@ fi
 #    blown-out views, JPEG/motion blur; docs/synthesis.md) at a tenth-ish of the learning rate, from BASE.
 if [ "$FT_ITER" -gt 0 ]; then
   FT_OUT="$OUT/finetune"
-  gem synth --num-images "$FT_NUM_IMAGES" --output "$DATA/seed21" --seed 21 --size "$SIZE" --val-fraction 0.075 --skip-existing
+  # shellcheck disable=SC2086  # FT_SYNTH_ARGS is a list of flags
+  gem synth --num-images "$FT_NUM_IMAGES" --output "$DATA/seed$FT_SEED" --seed "$FT_SEED" --size "$SIZE" \
+    --val-fraction 0.075 --skip-existing $FT_SYNTH_ARGS
   F1=$(( FT_ITER * 3 / 4 )); F2=$(( FT_ITER * 11 / 12 ))
   gem train --config-file "$CONFIG" --resume --device "$DEVICE" \
     MODEL.WEIGHTS "$BASE" OUTPUT_DIR "$FT_OUT" \
-    DATASETS.TRAIN "('$DATA/seed21',)" DATASETS.TEST "('$DATA/seed21',)" \
+    DATASETS.TRAIN "('$DATA/seed$FT_SEED',)" DATASETS.TEST "('$DATA/seed$FT_SEED',)" \
     SOLVER.MAX_ITER "$FT_ITER" SOLVER.STEPS "($F1, $F2)" SOLVER.IMS_PER_BATCH "$IMS_PER_BATCH" \
     SOLVER.BASE_LR "$FT_LR" SOLVER.WARMUP_ITERS 20 SOLVER.CHECKPOINT_PERIOD 200 DATALOADER.NUM_WORKERS 1 \
     TEST.EVAL_PERIOD 800 TEST.EVAL_MAX_IMAGES 75
   export_model "$FT_OUT/${FT_CHECKPOINT:-model_final.pth}" "$FT_OUT/gem-lite-synth2.safetensors" gem-lite-synth2 \
-    gem_synth_procedural_seed7,gem_synth_procedural_seed8,gem_synth_procedural_seed21 \
-    gem_synth_procedural_seed21_validation \
-    "gem-lite-synth fine-tuned by gem train for $FT_ITER iterations on gem synth seed-21 images (no real photographs)"
+    "gem_synth_procedural_seed7,gem_synth_procedural_seed8,gem_synth_procedural_seed$FT_SEED" \
+    "gem_synth_procedural_seed${FT_SEED}_validation" \
+    "gem-lite-synth fine-tuned by gem train for $FT_ITER iterations on gem synth seed-$FT_SEED images (no real photographs)"
   python "$(dirname "$0")/model_card_metrics.py" --weights "$FT_OUT/gem-lite-synth2.safetensors" \
-    --synthetic "$DATA/seed21" --json "$FT_OUT/model_card_metrics.json"
+    --synthetic "$DATA/seed$FT_SEED" --json "$FT_OUT/model_card_metrics.json"
 fi
