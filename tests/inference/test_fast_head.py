@@ -87,3 +87,22 @@ def test_cli_head_defaults_per_precision(tmp_path, capsys):
     assert main(["export", "-w", str(weights), "-o", str(tmp_path / "d.onnx"), "--quantize", "int8",
                  "--calibration-count", "2", "--no-check", "--head", "exact"]) == 0
     assert [head_of(tmp_path / f"{n}.onnx") for n in "abcd"] == ["exact", "fast", "fast", "exact"]
+
+
+def test_gem_eval_scores_exported_graphs(graphs, tmp_path, capsys):
+    import json
+    from pathlib import Path
+
+    model, exact, fast = graphs
+    data = Path(__file__).resolve().parents[1] / "data" / "realdata" / "cleargrasp"
+    weights = tiny_weights(tmp_path)
+    results = {}
+    for name, w in (("torch", weights), ("exact", exact), ("fast", fast)):
+        out = tmp_path / f"{name}.json"
+        assert main(["eval", "--weights", str(w), "--dataset", str(data), "--json", str(out), "--no-progress"]) == 0
+        results[name] = json.loads(out.read_text())
+    assert results["exact"]["count"] == results["fast"]["count"] == 4
+    for key in ("IoU", "MAE", "BER"):  # the exact graph scores like PyTorch; the fast one close to it
+        assert abs(results["exact"][key] - results["torch"][key]) <= 1e-3 * max(1.0, abs(results["torch"][key]))
+    assert main(["eval", "--weights", str(fast), "--size", "96", "--dataset", str(data)]) == 2
+    assert "drop --size/--config" in capsys.readouterr().err

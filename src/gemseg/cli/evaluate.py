@@ -38,7 +38,8 @@ def add_parser(subparsers, name: str, help_text: str) -> argparse.ArgumentParser
         formatter_class=argparse.RawDescriptionHelpFormatter)
     m = p.add_argument_group("model mode")
     m.add_argument("--config", help="model config (YAML, official names accepted)")
-    m.add_argument("--weights", help="checkpoint (.pth/.pkl/.safetensors)")
+    m.add_argument("--weights", help="checkpoint (.pth/.pkl/.safetensors) or a graph from gem export (.onnx: fp32 or "
+                   "int8, run in ONNX Runtime)")
     m.add_argument("--model", metavar="NAME", help=MODEL_HELP)
     m.add_argument("--device", default="cpu", help="torch device (default: cpu)")
     m.add_argument("--size", type=int, help="network input size (a multiple of 32; default: the config's)")
@@ -147,7 +148,15 @@ def run(args: argparse.Namespace) -> int:
 
         # opts only when needed: stand-in loaders (tests, notebooks) keep the plain signature
         extra = {"opts": input_size_overrides(args.size)} if args.size else {}
-        model = gemseg.load_model(args.config, weights=model_spec, device=args.device, **extra)
+        if model_spec and str(model_spec).lower().endswith(".onnx"):
+            # an exported graph (fp32 or int8, either head) runs in ONNX Runtime, as in gem predict
+            if args.size or args.config:
+                raise GemsegError("an .onnx graph has its input size and architecture built in: drop --size/--config")
+            from gemseg.inference.predictor import GlassSegmentor
+
+            model = GlassSegmentor.from_pretrained(model_spec, device=args.device)
+        else:
+            model = gemseg.load_model(args.config, weights=model_spec, device=args.device, **extra)
         if hasattr(model, "eval"):
             model.eval()
         name = args.name or (args.model or (Path(model_spec).stem if model_spec else "random init"))
