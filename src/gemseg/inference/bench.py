@@ -207,13 +207,12 @@ def export_for_case(spec: Dict[str, Any], onnx_path: Path) -> None:
         opts += input_size_overrides(spec["size"])
     model = load_model(spec.get("config"), weights=spec.get("weights"), device="cpu", opts=opts or None)
     if spec.get("precision") != "int8":
-        export_onnx(model, onnx_path, random_init=spec.get("weights") is None,
-                    head=spec.get("head") or default_head("fp32"))
+        export_onnx(model, onnx_path, random_init=spec.get("weights") is None, head=default_head("fp32"))
         return
     from gemseg.inference.quantize import DEFAULT_CALIBRATION_COUNT, quantize_onnx_int8
 
     fp32 = onnx_path.with_name(onnx_path.stem + ".fp32.onnx")
-    export_onnx(model, fp32, random_init=spec.get("weights") is None, head=spec.get("head") or default_head("int8"))
+    export_onnx(model, fp32, random_init=spec.get("weights") is None, head=default_head("int8"))
     quantize_onnx_int8(fp32, onnx_path, calibration=spec.get("calibration"),
                        count=int(spec.get("calibration_count") or DEFAULT_CALIBRATION_COUNT))
     fp32.unlink()

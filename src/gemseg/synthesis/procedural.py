@@ -16,7 +16,7 @@ Painting order (back to front), with the label map painted by the very same pixe
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Callable, Dict, List, Optional, Tuple
+from typing import Callable, Dict, List, NamedTuple, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -61,6 +61,35 @@ KIND_PROBS = (0.14, 0.1, 0.1, 0.13, 0.1, 0.07, 0.06, 0.17, 0.13)
 PANEL_COLORS = ("white", "white", "white", "light", "screen")
 MIRROR_LABELS = {"background": 0, "ignore": 255, "glass": 1}
 MAX_GLASS_FRACTION = 0.9
+
+
+class Glazing(NamedTuple):
+    """A façade's grid of panes (sizes in metres)."""
+
+    cols: int
+    rows: int
+    pane_h: float
+    mullion: float
+    width: float
+    height: float
+    panes: List[Rect]
+
+
+def glazing_grid(rng: np.random.Generator, cols: Tuple[int, int], rows: Tuple[int, int], pane_w: Tuple[float, float],
+                 pane_h: Tuple[float, float], mullion: Tuple[float, float], frame: Tuple[float, float]) -> Glazing:
+    """A façade's grid of panes, every size drawn from its ``(low, high)`` range in this order: columns, rows, pane
+    width, pane height, mullion, frame (the order fixes the images a seed gives)."""
+    n_cols, n_rows = int(rng.integers(*cols)), int(rng.integers(*rows))
+    pw, ph = rng.uniform(*pane_w), rng.uniform(*pane_h)
+    mull = rng.uniform(*mullion)
+    W, H = n_cols * (pw + mull), n_rows * (ph + mull)
+    panes = grid_panes((0, 0, W, H), n_cols, n_rows, rng.uniform(*frame), mull)
+    return Glazing(n_cols, n_rows, ph, mull, W, H, panes)
+
+
+def spandrel_bands(panes: List[Rect], cols: int, rows: Sequence[int], width: float, band: float) -> List[Rect]:
+    """Opaque bands ``band`` high across the whole façade at the top of each row in ``rows`` (floor slabs)."""
+    return [(0.0, panes[r * cols][1], width, panes[r * cols][1] + band) for r in rows]
 
 
 @dataclass
@@ -386,18 +415,11 @@ class ProceduralEngine:
 
     def _facade(self, rng, cam, small: bool = False) -> List[Surface]:
         w, h = cam.width, cam.height
-        cols, rows = int(rng.integers(3, 9)), int(rng.integers(2, 7))
-        pw, ph = rng.uniform(1.0, 2.0), rng.uniform(1.2, 3.0)
-        mull = rng.uniform(0.05, 0.18)
-        W, H = cols * (pw + mull), rows * (ph + mull)
-        fr = rng.uniform(0.05, 0.25)
-        panes = grid_panes((0, 0, W, H), cols, rows, fr, mull)
+        cols, rows, ph, mull, W, H, panes = glazing_grid(rng, (3, 9), (2, 7), (1.0, 2.0), (1.2, 3.0), (0.05, 0.18),
+                                                         (0.05, 0.25))
         solid: List[Rect] = []
         if rng.random() < 0.5:  # opaque spandrel panels at floor slabs: not glass, but look like it
-            band = rng.uniform(0.15, 0.35)
-            for r in range(rows):
-                v0 = panes[r * cols][1]
-                solid.append((0.0, v0, W, v0 + band * ph))
+            solid += spandrel_bands(panes, cols, range(rows), W, rng.uniform(0.15, 0.35) * ph)
         if rng.random() < 0.3:  # protruding vertical fins
             for c in range(1, cols):
                 u = panes[c][0] - mull
@@ -523,17 +545,11 @@ class ProceduralEngine:
     def _curtain_wall(self, rng, cam, small: bool = False) -> List[Surface]:
         """A glazed façade seen close up: a grid of large reflective panes that fills most of the frame."""
         w, h = cam.width, cam.height
-        cols, rows = int(rng.integers(2, 6)), int(rng.integers(2, 6))
-        pw, ph = rng.uniform(1.2, 2.2), rng.uniform(1.4, 3.2)
-        mull = rng.uniform(0.04, 0.14)
-        W, H = cols * (pw + mull), rows * (ph + mull)
-        panes = grid_panes((0, 0, W, H), cols, rows, rng.uniform(0.03, 0.15), mull)
+        cols, rows, ph, _, W, H, panes = glazing_grid(rng, (2, 6), (2, 6), (1.2, 2.2), (1.4, 3.2), (0.04, 0.14),
+                                                      (0.03, 0.15))
         solid: List[Rect] = []
         if rng.random() < 0.3:  # opaque spandrel bands at the floor slabs
-            band = rng.uniform(0.1, 0.25)
-            for r in range(1, rows):
-                v0 = panes[r * cols][1]
-                solid.append((0.0, v0, W, v0 + band * ph))
+            solid += spandrel_bands(panes, cols, range(1, rows), W, rng.uniform(0.1, 0.25) * ph)
         if rng.random() < 0.4 and len(panes) > 2:
             # Opaque infill cells (insulated spandrel panels, boarded or covered cells) in the same grid: framed
             # like glass but not glass — real curtain walls under construction are full of them.
