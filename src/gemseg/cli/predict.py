@@ -99,6 +99,11 @@ def add_parser(subparsers, name: str, help_text: str) -> argparse.ArgumentParser
                    help="square resize: cv2 bilinear (official demo) or PIL bilinear (official evaluation)")
     g.add_argument("--workers", "-j", type=int, default=min(4, os.cpu_count() or 1),
                    help="decoding/writing threads (0 = none); with --engine ray: model replicas (Ray actors)")
+    g.add_argument("--streams", default="auto", metavar="N",
+                   help="network calls in flight at once on a folder of images, each on --threads/N CPU threads "
+                   "(auto: 2 on a CPU with >= 2 threads and >= 2 images, else 1; videos always 1). Two 1-thread "
+                   "calls keep 2 cores busier than one 2-thread call; masks are the same, float outputs may differ "
+                   "in the last bits (thread count)")
     r = p.add_argument_group("engine")
     r.add_argument("--engine", choices=("local", "ray"), default="local",
                    help="local: this process; ray: a Ray Data pipeline over --workers model replicas (needs the "
@@ -126,6 +131,31 @@ def add_parser(subparsers, name: str, help_text: str) -> argparse.ArgumentParser
     return p
 
 
+def network_streams(args, items) -> int:
+    """The --streams rule (one for the CLI and its tests); sets ``args.threads`` to the threads of one stream."""
+    import torch
+
+    from gemseg.inference.devices import resolve_device
+
+    total = int(args.threads or torch.get_num_threads())
+    n_images = sum(1 for it in items if it.kind == "image")
+    if args.streams == "auto":
+        on_cpu = args.engine == "local" and resolve_device(args.device).type == "cpu"
+        streams = 2 if on_cpu and total >= 2 and n_images >= 2 else 1
+    else:
+        try:
+            streams = int(args.streams)
+        except ValueError:
+            raise GemsegError(f"--streams must be a positive integer or auto, got {args.streams!r}") from None
+        if streams < 1:
+            raise GemsegError(f"--streams must be >= 1, got {streams}")
+        if streams > 1 and args.engine != "local":
+            raise GemsegError("--streams is for the local engine (with --engine ray, --workers sets the replicas)")
+    if streams > 1:
+        args.threads = max(1, total // streams)
+    return streams
+
+
 def _counts_note(out_dir: Path) -> str:
     """' (3 done, 0 failed, 5 not processed)' from the summary an interrupted run wrote, or ''."""
     import json
@@ -138,6 +168,16 @@ def _counts_note(out_dir: Path) -> str:
 
 
 def run(args) -> int:
+    import torch
+
+    threads = torch.get_num_threads()
+    try:
+        return _run(args)
+    finally:  # --threads / --streams set the process-wide count: give it back to an in-process caller
+        torch.set_num_threads(threads)
+
+
+def _run(args) -> int:
     from gemseg.inference.pipeline import PredictOptions, run_predict
     from gemseg.inference.sources import expand_inputs
 
@@ -168,19 +208,22 @@ def run(args) -> int:
     if only_images and not (opts.save_mask or opts.save_prob or opts.save_npy or opts.save_overlay):
         raise GemsegError("--no-mask without --prob, --npy or --overlay leaves nothing to write")
 
+    opts.streams = network_streams(args, items)
     logging.getLogger("gemseg").setLevel(logging.ERROR)  # our own banner replaces the library warning
     seg = build_segmentor(args, tta=args.tta, threshold=args.threshold, batch_size=args.batch_size)
     seg.resize = args.resize
     if seg.random_init:
         print(random_init_banner(), file=sys.stderr)
     print(f"gem predict: model {seg.source} | {seg.runner.backend} on {seg.device} {seg.runner.precision} | "
-          f"size {seg.img_size} | batch {seg.batch_size}{' | flip TTA' if seg.tta else ''} | "
+          f"size {seg.img_size} | batch {seg.batch_size}{' | flip TTA' if seg.tta else ''}"
+          f"{f' | {opts.streams} streams x {args.threads} thread(s)' if opts.streams > 1 else ''} | "
           f"{len(items)} input(s) -> {out_dir}", file=sys.stderr)
     summary = None
     try:
         info = dict(model=seg.source, random_init=seg.random_init, backend=seg.runner.backend,
                     device=str(seg.device), precision=seg.runner.precision, size=seg.img_size,
-                    batch_size=seg.batch_size, tta=seg.tta, threshold=seg.threshold, resize=seg.resize)
+                    batch_size=seg.batch_size, tta=seg.tta, threshold=seg.threshold, resize=seg.resize,
+                    streams=opts.streams)
         if args.engine == "ray":
             summary = _run_ray(args, seg, items, out_dir, opts, info)
         else:

@@ -51,6 +51,9 @@ class PredictOptions:
     overwrite: bool = False
     skip_existing: bool = False
     workers: int = 2
+    # network calls in flight at once (images only): on a CPU, 2 streams of 1 thread each keep both cores busier
+    # than one call on 2 threads (the small layers do not split well); the runner's thread count is set to match
+    streams: int = 1
     every: int = 1  # video frame stride
     max_frames: Optional[int] = None
     overlay_quality: int = 90
@@ -293,17 +296,23 @@ def run_predict(segmentor, items: List[InputItem], out_dir, opts: Optional[Predi
                     continue
                 yield item, res
 
-        for batch in batched(good(), segmentor.batch_size):
+        def infer(batch):
             t = time.perf_counter()
-            try:
-                preds = segmentor.predict_resized([r[2] for _, r in batch], [r[1] for _, r in batch])
-            except Exception as e:  # noqa: BLE001 - e.g. out of memory: fail this batch, keep going
+            preds = segmentor.predict_resized([r[2] for _, r in batch], [r[1] for _, r in batch])
+            return preds, (time.perf_counter() - t) * 1000 / len(batch)
+
+        streams = max(1, int(opts.streams))
+        # streams > 1: that many batches run the network at once, on pool threads (ONNX Runtime and PyTorch
+        # release the GIL); results still come back, and are written, in input order
+        for batch, result, err in prefetch(batched(good(), segmentor.batch_size), infer,
+                                           workers=streams if streams > 1 else 0, window=streams):
+            if err is not None:  # e.g. out of memory: fail this batch, keep going
                 for item, _ in batch:
-                    fail(records[id(item)], e)
+                    fail(records[id(item)], err)
                 if bar is not None:
                     bar.update(len(batch))
                 continue
-            per = (time.perf_counter() - t) * 1000 / len(batch)
+            preds, per = result
             for (item, (rgb, (h, w), _, dec_ms)), pred in zip(batch, preds):
                 rec = records[id(item)]
                 rec.width, rec.height = int(w), int(h)

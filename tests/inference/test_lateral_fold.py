@@ -1,0 +1,100 @@
+"""The GEM-Lite res2 fold: Conv1x1 → LayerNorm2d → mask_features as one normalised projection (exact rewrite)."""
+import copy
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from gemseg.config import get_config
+from gemseg.inference.optimize import (NormalizedProjection, can_fold_lateral_layernorm, fold_lateral_layernorm,
+                                       optimize_for_inference)
+from gemseg.modeling.backbones.pyramid import LayerNorm2d
+from gemseg.modeling.build import build_model
+from tests.conftest import REPO_ROOT
+
+LITE_CONFIG = REPO_ROOT / "src" / "gemseg" / "configs" / "gem_lite_effnet.yaml"
+SMALL_LITE = ["INPUT.MIN_SIZE_TEST", "128", "MODEL.MaskDINO.DEC_LAYERS", "1", "MODEL.MaskDINO.NUM_OBJECT_QUERIES",
+              "10", "MODEL.MaskDINO.DIM_FEEDFORWARD", "64", "MODEL.MaskDINO.DN_NUM", "8"]
+
+
+@pytest.fixture(scope="module")
+def lite():
+    torch.manual_seed(0)
+    model = build_model(get_config(LITE_CONFIG, SMALL_LITE)).eval()
+    with torch.no_grad():  # non-trivial LayerNorm affine, so a wrong fold of gamma/beta would show
+        norm = model.backbone.lateral["res2"][1]
+        norm.weight.uniform_(0.5, 1.5)
+        norm.bias.uniform_(-0.5, 0.5)
+    return model
+
+
+def test_projection_equals_the_three_layers_in_float64():
+    torch.manual_seed(1)
+    conv = nn.Conv2d(24, 64, 1, bias=False).double()
+    norm = LayerNorm2d(64).double()
+    head = nn.Conv2d(64, 32, 1).double()
+    with torch.no_grad():
+        norm.weight.uniform_(-2, 2)
+        norm.bias.uniform_(-1, 1)
+    x = torch.randn(2, 24, 9, 7, dtype=torch.float64) * 3 + 0.5
+    ref = head(norm(conv(x)))
+    folded = NormalizedProjection(conv, norm, head).double()
+    assert folded(x).shape == ref.shape == (2, 32, 9, 7)
+    torch.testing.assert_close(folded(x), ref, rtol=1e-10, atol=1e-10)
+
+
+def test_fold_keeps_the_scores_and_changes_the_structure(lite):
+    folded = copy.deepcopy(lite)
+    assert can_fold_lateral_layernorm(folded)
+    assert fold_lateral_layernorm(folded) is True
+    assert isinstance(folded.backbone.lateral["res2"], nn.Identity)
+    assert isinstance(folded.sem_seg_head.pixel_decoder.mask_features, NormalizedProjection)
+    assert not can_fold_lateral_layernorm(folded)  # a second call finds nothing left to fold
+    assert fold_lateral_layernorm(folded) is False
+    # the deeper laterals feed the transformer encoder and stay as they are
+    assert isinstance(folded.backbone.lateral["res3"], nn.Sequential)
+    torch.manual_seed(2)
+    x = torch.rand(2, 3, 128, 128) * 255
+    ref, got = lite.infer_scores(x), folded.infer_scores(x)
+    torch.testing.assert_close(got, ref, rtol=0, atol=1e-5)
+
+
+def test_optimize_for_inference_applies_it_and_can_skip_it(lite):
+    assert optimize_for_inference(lite).folded_lateral_norm is True
+    kept = optimize_for_inference(lite, fold_lateral_norm=False)
+    assert not hasattr(kept, "folded_lateral_norm")
+    assert isinstance(kept.sem_seg_head.pixel_decoder.mask_features, nn.Conv2d)
+    assert isinstance(lite.sem_seg_head.pixel_decoder.mask_features, nn.Conv2d)  # the original is untouched
+
+
+def test_models_without_the_path_are_left_alone():
+    from tests.inference.tiny import tiny_model
+
+    model = copy.deepcopy(tiny_model()).eval()  # TinyViT + simple pyramid: res2 is a transposed conv
+    assert not can_fold_lateral_layernorm(model)
+    assert fold_lateral_layernorm(model) is False
+
+
+def test_fold_needs_eval_mode(lite):
+    model = copy.deepcopy(lite).train()
+    with pytest.raises(ValueError, match="eval mode"):
+        fold_lateral_layernorm(model)
+
+
+def test_onnx_export_folds_and_matches_the_unfolded_model(lite, tmp_path):
+    pytest.importorskip("onnx")
+    pytest.importorskip("onnxruntime")
+    from gemseg.inference.onnx_export import create_session, export_onnx, read_metadata
+
+    folded_path = export_onnx(lite, tmp_path / "folded.onnx")
+    plain_path = export_onnx(lite, tmp_path / "plain.onnx", fold_lateral_norm=False)
+    assert read_metadata(folded_path)["gemseg.rewrites"] == "lateral-layernorm-fold"
+    assert read_metadata(plain_path)["gemseg.rewrites"] == "none"
+    assert isinstance(lite.sem_seg_head.pixel_decoder.mask_features, nn.Conv2d)  # export worked on a copy
+    x = (np.random.default_rng(3).random((1, 3, 128, 128)) * 255).astype(np.float32)
+    a = create_session(folded_path, threads=1).run(None, {"image": x})[0]
+    b = create_session(plain_path, threads=1).run(None, {"image": x})[0]
+    ref = lite.infer_scores(torch.from_numpy(x)).numpy()
+    np.testing.assert_allclose(a, ref, atol=1e-4)
+    np.testing.assert_allclose(b, ref, atol=1e-4)
