@@ -39,7 +39,7 @@ def export_variants(work: Path, model) -> dict:
     from gemseg.inference.predictor import GlassSegmentor
 
     net = GlassSegmentor.from_pretrained(model, optimize=False).runner.model
-    files = {"onnx-unfolded": export_onnx(net, work / "unfolded.onnx", fold_lateral_norm=False),
+    files = {"onnx-unfolded": export_onnx(net, work / "unfolded.onnx", exact_rewrites=False),
              "onnx": export_onnx(net, work / "exact.onnx"),
              "onnx-fast": export_onnx(net, work / "fast.onnx", head="fast")}
     return {k: str(v) for k, v in files.items()}

@@ -9,7 +9,6 @@ opset 17. Resizing back to the image size and the argmax stay outside the graph,
 """
 from __future__ import annotations
 
-import copy
 
 import os
 import warnings
@@ -74,13 +73,15 @@ class ScoresGraph(nn.Module):
 def export_onnx(model: nn.Module, path: PathLike, opset: int = DEFAULT_OPSET, batch_size: int = 1,
                 dynamic_batch: bool = True, random_init: bool = False,
                 extra_metadata: Optional[Dict[str, str]] = None, head: str = "exact",
-                fold_lateral_norm: bool = True) -> Path:
+                exact_rewrites: bool = True) -> Path:
     """Export ``model`` (a GEM in eval mode) to ``path`` (written atomically); returns the path.
 
     ``head``: ``"exact"`` (the official scores at S×S) or ``"fast"`` (scores at the mask resolution, see ``HEADS``).
-    ``fold_lateral_norm``: export GEM-Lite's res2 ``Conv1x1 → LayerNorm2d → mask_features`` chain folded into one
-    normalised projection (:func:`gemseg.inference.optimize.fold_lateral_layernorm`; same scores up to float
-    rounding, ~20 % less CPU time); the model passed in is not changed. No effect on GEM-Tiny/Base.
+    ``exact_rewrites``: trace a copy with the structural rewrites of
+    :func:`gemseg.inference.optimize.structural_rewrites` (same scores up to float rounding): GEM-Lite's res2
+    ``Conv1x1 → LayerNorm2d → mask_features`` as one normalised projection (~17 % less CPU time), GEM-Tiny/Base's
+    res2 transposed conv composed with ``mask_features`` and every stride-2 transposed conv as conv + DepthToSpace.
+    The model passed in is not changed; the file's ``gemseg.rewrites`` metadata lists what was applied.
 
     Uses the TorchScript-based exporter (``dynamo=False``): it needs no extra package and traces GEM's
     data-dependent parts (top-k query selection, level shapes) into plain ONNX ops. The file's metadata records
@@ -94,13 +95,11 @@ def export_onnx(model: nn.Module, path: PathLike, opset: int = DEFAULT_OPSET, ba
     path = Path(path)
     model = model.eval()
     size = int(model.img_size)
-    folded = False
-    if fold_lateral_norm:
-        from gemseg.inference.optimize import can_fold_lateral_layernorm, fold_lateral_layernorm
+    rewrites: list = []
+    if exact_rewrites:
+        from gemseg.inference.optimize import structural_rewrites
 
-        if can_fold_lateral_layernorm(model):
-            model = copy.deepcopy(model)
-            folded = fold_lateral_layernorm(model)
+        model, rewrites = structural_rewrites(model)
     dummy = torch.full((batch_size, 3, size, size), 114.0)
     graph = ScoresGraph(model, head).eval()
     dynamic_axes = {"image": {0: "batch"}, "scores": {0: "batch"}} if dynamic_batch else None
@@ -114,7 +113,7 @@ def export_onnx(model: nn.Module, path: PathLike, opset: int = DEFAULT_OPSET, ba
         proto = onnx.load(str(tmp))
         meta = {"gemseg.version": __version__, "gemseg.img_size": str(size), "gemseg.opset": str(opset),
                 "gemseg.random_init": "1" if random_init else "0", "gemseg.head": head,
-                "gemseg.rewrites": "lateral-layernorm-fold" if folded else "none",
+                "gemseg.rewrites": ",".join(rewrites) or "none",
                 "gemseg.io": "image [B,3,S,S] float32 RGB 0-255 -> scores "
                              f"[B,2,{'S,S' if head == 'exact' else 'S/4,S/4'}] (background, glass)"}
         cfg = getattr(model, "cfg", None)

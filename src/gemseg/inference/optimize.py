@@ -7,6 +7,11 @@
   ``Conv1x1 (24 → 256) → LayerNorm2d(256) → mask_features Conv1x1 (256 → 128)`` is one normalised linear map of
   the 24-channel tap, ``A·x / sqrt(xᵀQx + eps) + d`` (derivation in :class:`NormalizedProjection`); computed that
   way it costs ~4 k instead of ~39 k multiply-adds per pixel and the 256-channel stride-4 map never exists.
+* **Pyramid folds** (GEM-Tiny/Base, :func:`fold_pyramid_convtranspose`): the simple pyramid's res2 ends in a
+  ``ConvTranspose2d(2, stride 2)`` that feeds only the ``mask_features`` 1×1 conv: two linear maps, composed into
+  one transposed conv (a 256×256 conv on the S/4 map saved). Every ``ConvTranspose2d(k=2, s=2)`` is then computed
+  as a 1×1 conv to 4·C channels + ``pixel_shuffle(2)`` (:class:`PixelShuffleConvTranspose`): the same sums, one
+  GEMM and a copy instead of ONNX Runtime's slower GEMM + col2im, and int8-quantisable as a plain conv.
 * **Row-blocked semantic inference** (:func:`semantic_scores_blocked`): the 100 mask logits are upsampled ×4,
   passed through the sigmoid and summed over queries a few rows at a time, so the 100×S×S intermediate never
   leaves the CPU cache. Bitwise identical to :func:`gemseg.modeling.gem.semantic_scores` (same taps, same weights).
@@ -17,7 +22,7 @@ The rewrite acts on a model in eval mode; a rewritten model cannot be trained or
 from __future__ import annotations
 
 import copy
-from typing import Sequence
+from typing import List, Sequence, Tuple
 
 import torch
 from torch import Tensor, nn
@@ -142,6 +147,99 @@ def fold_lateral_layernorm(model: nn.Module) -> bool:
     return True
 
 
+class PixelShuffleConvTranspose(nn.Module):
+    """A ``ConvTranspose2d(Cin, Cout, kernel_size=2, stride=2)`` as ``pixel_shuffle(conv1x1(x), 2)``.
+
+    ``out[o, 2i+a, 2j+b] = Σ_c x[c, i, j]·W[c, o, a, b] + bias[o]``: the 1×1 conv computes the four ``(a, b)``
+    phases as channels ``4·o + 2·a + b`` and ``pixel_shuffle`` puts them in place (ONNX ``DepthToSpace``, CRD).
+    x: [B, Cin, H, W] -> [B, Cout, 2H, 2W].
+    """
+
+    def __init__(self, deconv: nn.ConvTranspose2d) -> None:
+        super().__init__()
+        if not is_stride2_deconv(deconv):
+            raise ValueError("PixelShuffleConvTranspose needs ConvTranspose2d(kernel_size=2, stride=2, padding=0)")
+        cin, cout = deconv.in_channels, deconv.out_channels
+        self.conv = nn.Conv2d(cin, 4 * cout, 1, bias=deconv.bias is not None).to(deconv.weight.device,
+                                                                                  deconv.weight.dtype)
+        with torch.no_grad():
+            self.conv.weight.copy_(deconv.weight.permute(1, 2, 3, 0).reshape(4 * cout, cin, 1, 1))
+            if deconv.bias is not None:
+                self.conv.bias.copy_(deconv.bias.repeat_interleave(4))
+
+    def forward(self, x: Tensor) -> Tensor:
+        return F.pixel_shuffle(self.conv(x), 2)
+
+
+def is_stride2_deconv(m: nn.Module) -> bool:
+    return (type(m) is nn.ConvTranspose2d and m.kernel_size == (2, 2) and m.stride == (2, 2)
+            and m.padding == (0, 0) and m.output_padding == (0, 0) and m.dilation == (1, 1) and m.groups == 1)
+
+
+def compose_deconv_conv1x1(deconv: nn.ConvTranspose2d, conv: nn.Conv2d) -> nn.ConvTranspose2d:
+    """The ``ConvTranspose2d`` computing ``conv(deconv(x))`` for a 1×1 ``conv`` (both linear)."""
+    fused = nn.ConvTranspose2d(deconv.in_channels, conv.out_channels, deconv.kernel_size, deconv.stride,
+                               bias=True).to(deconv.weight.device, deconv.weight.dtype)
+    with torch.no_grad():
+        m = conv.weight.double().flatten(1)                                           # [O, C]
+        w = torch.einsum("cdij,od->coij", deconv.weight.double(), m)                  # [Cin, O, kh, kw]
+        b = (m @ deconv.bias.double() if deconv.bias is not None else 0.0) + \
+            (conv.bias.double() if conv.bias is not None else 0.0)
+        fused.weight.copy_(w.to(deconv.weight.dtype))
+        fused.bias.copy_(torch.as_tensor(b, dtype=torch.float64).expand(conv.out_channels).to(deconv.weight.dtype))
+    return fused
+
+
+def fold_pyramid_convtranspose(model: nn.Module, compose_mask_features: bool = True) -> int:
+    """GEM-Tiny/Base: compose res2's last transposed conv with ``mask_features`` (when res2 feeds nothing else),
+    then compute every stride-2 ``ConvTranspose2d`` of the pyramid as :class:`PixelShuffleConvTranspose`.
+    In place; returns the number of transposed convs rewritten (0 for models without the simple pyramid)."""
+    if model.training:
+        raise ValueError("fold_pyramid_convtranspose needs a model in eval mode")
+    backbone = getattr(model, "backbone", None)
+    decoder = getattr(getattr(model, "sem_seg_head", None), "pixel_decoder", None)
+    t1, t2 = getattr(backbone, "transpose1", None), getattr(backbone, "transpose2", None)
+    if not isinstance(t1, nn.Sequential) or not isinstance(t2, nn.Sequential) or decoder is None:
+        return 0
+    name = decoder.mask_in_feature
+    if (compose_mask_features and name == "res2" and not decoder.fpn_adapter
+            and name not in decoder.transformer_in_features and is_stride2_deconv(t1[-1])
+            and type(decoder.mask_features) is nn.Conv2d and decoder.mask_features.kernel_size == (1, 1)
+            and decoder.mask_features.stride == (1, 1) and decoder.mask_features.groups == 1):
+        t1[-1] = compose_deconv_conv1x1(t1[-1], decoder.mask_features)
+        decoder.mask_features = nn.Identity()
+    count = 0
+    for seq in (t1, t2):
+        for i, m in enumerate(seq):
+            if is_stride2_deconv(m):
+                seq[i] = PixelShuffleConvTranspose(m)
+                count += 1
+    return count
+
+
+def has_pyramid_deconvs(model: nn.Module) -> bool:
+    """Whether :func:`fold_pyramid_convtranspose` would change ``model`` (GEM-Tiny/Base: yes)."""
+    backbone = getattr(model, "backbone", None)
+    return any(is_stride2_deconv(m) for name in ("transpose1", "transpose2")
+               for m in getattr(backbone, name, nn.Sequential()))
+
+
+def structural_rewrites(model: nn.Module) -> Tuple[nn.Module, List[str]]:
+    """``(model', names)``: a copy of ``model`` (eval mode) with the exact structural rewrites that apply to it —
+    ``"lateral-layernorm-fold"`` (GEM-Lite), ``"pyramid-deconv-fold"`` (GEM-Tiny/Base) — or ``model`` itself and
+    ``[]`` when none applies. What ``gem export`` traces."""
+    todo = [n for n, applies in (("lateral-layernorm-fold", can_fold_lateral_layernorm(model)),
+                                 ("pyramid-deconv-fold", has_pyramid_deconvs(model))) if applies]
+    if not todo:
+        return model, []
+    model = copy.deepcopy(model).eval()
+    if "lateral-layernorm-fold" in todo:
+        fold_lateral_layernorm(model)
+    if "pyramid-deconv-fold" in todo:
+        fold_pyramid_convtranspose(model)
+    return model, todo
+
+
 def semantic_scores_blocked(pred_logits: Tensor, pred_masks: Tensor, out_size: Sequence[int],
                             block_bytes: int = 4 << 20) -> Tensor:
     """:func:`gemseg.modeling.gem.semantic_scores` computed in blocks of output rows (same result, less memory
@@ -169,7 +267,7 @@ def semantic_scores_blocked(pred_logits: Tensor, pred_masks: Tensor, out_size: S
 
 def optimize_for_inference(model: nn.Module, fold_bn: bool = True, blocked_semantic: bool = True,
                            channels_last: bool = True, inplace: bool = False,
-                           fold_lateral_norm: bool = True) -> nn.Module:
+                           fold_lateral_norm: bool = True, fold_pyramid: bool = True) -> nn.Module:
     """Apply the exact rewrites to ``model`` (a copy unless ``inplace``) and return it in eval mode.
 
     ``blocked_semantic`` marks the model (``model.blocked_semantic = True``) so that
@@ -186,6 +284,8 @@ def optimize_for_inference(model: nn.Module, fold_bn: bool = True, blocked_seman
         model.folded_batchnorms = fold_batchnorm(model)
     if fold_lateral_norm:
         model.folded_lateral_norm = fold_lateral_layernorm(model)
+    if fold_pyramid:
+        model.folded_pyramid_deconvs = fold_pyramid_convtranspose(model)
     model.blocked_semantic = bool(blocked_semantic)
     model.channels_last = bool(channels_last)
     if channels_last:

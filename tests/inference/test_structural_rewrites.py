@@ -1,4 +1,4 @@
-"""The GEM-Lite res2 fold: Conv1x1 → LayerNorm2d → mask_features as one normalised projection (exact rewrite)."""
+"""Exact structural rewrites: GEM-Lite's res2 fold and GEM-Tiny/Base's pyramid transposed convs."""
 import copy
 
 import numpy as np
@@ -88,7 +88,7 @@ def test_onnx_export_folds_and_matches_the_unfolded_model(lite, tmp_path):
     from gemseg.inference.onnx_export import create_session, export_onnx, read_metadata
 
     folded_path = export_onnx(lite, tmp_path / "folded.onnx")
-    plain_path = export_onnx(lite, tmp_path / "plain.onnx", fold_lateral_norm=False)
+    plain_path = export_onnx(lite, tmp_path / "plain.onnx", exact_rewrites=False)
     assert read_metadata(folded_path)["gemseg.rewrites"] == "lateral-layernorm-fold"
     assert read_metadata(plain_path)["gemseg.rewrites"] == "none"
     assert isinstance(lite.sem_seg_head.pixel_decoder.mask_features, nn.Conv2d)  # export worked on a copy
@@ -98,3 +98,58 @@ def test_onnx_export_folds_and_matches_the_unfolded_model(lite, tmp_path):
     ref = lite.infer_scores(torch.from_numpy(x)).numpy()
     np.testing.assert_allclose(a, ref, atol=1e-4)
     np.testing.assert_allclose(b, ref, atol=1e-4)
+
+
+# -- GEM-Tiny/Base: the simple pyramid's transposed convs ---------------------------------------------------------
+def test_pixel_shuffle_deconv_and_composition_equal_the_originals_in_float64():
+    from gemseg.inference.optimize import PixelShuffleConvTranspose, compose_deconv_conv1x1
+
+    torch.manual_seed(4)
+    deconv = nn.ConvTranspose2d(8, 6, 2, stride=2).double()
+    head = nn.Conv2d(6, 5, 1).double()
+    x = torch.randn(2, 8, 5, 7, dtype=torch.float64)
+    ref = deconv(x)
+    got = PixelShuffleConvTranspose(deconv)(x)
+    assert got.shape == ref.shape == (2, 6, 10, 14)
+    torch.testing.assert_close(got, ref, rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(compose_deconv_conv1x1(deconv, head)(x), head(ref), rtol=1e-12, atol=1e-12)
+    with pytest.raises(ValueError, match="kernel_size=2, stride=2"):
+        PixelShuffleConvTranspose(nn.ConvTranspose2d(8, 6, 3, stride=2))
+
+
+def test_pyramid_fold_keeps_the_scores():
+    from gemseg.inference.optimize import (PixelShuffleConvTranspose, fold_pyramid_convtranspose,
+                                           has_pyramid_deconvs)
+    from tests.inference.tiny import tiny_model
+
+    ref_model = tiny_model().eval()
+    model = copy.deepcopy(ref_model)
+    assert has_pyramid_deconvs(model)
+    assert fold_pyramid_convtranspose(model) == 3  # transpose1.0, transpose1.3 (composed), transpose2.0
+    assert isinstance(model.sem_seg_head.pixel_decoder.mask_features, nn.Identity)
+    assert isinstance(model.backbone.transpose1[3], PixelShuffleConvTranspose)
+    assert not has_pyramid_deconvs(model) and fold_pyramid_convtranspose(model) == 0
+    x = torch.rand(2, 3, 64, 64, generator=torch.Generator().manual_seed(5)) * 255
+    torch.testing.assert_close(model.infer_scores(x), ref_model.infer_scores(x), rtol=0, atol=1e-4)
+
+
+def test_lite_has_no_pyramid(lite):
+    from gemseg.inference.optimize import fold_pyramid_convtranspose, structural_rewrites
+
+    assert fold_pyramid_convtranspose(copy.deepcopy(lite)) == 0
+    assert structural_rewrites(lite)[1] == ["lateral-layernorm-fold"]
+
+
+def test_tiny_export_records_the_pyramid_rewrite(tmp_path):
+    pytest.importorskip("onnx")
+    pytest.importorskip("onnxruntime")
+    from gemseg.inference.onnx_export import create_session, export_onnx, read_metadata
+    from tests.inference.tiny import tiny_model
+
+    model = tiny_model().eval()
+    path = export_onnx(model, tmp_path / "tiny.onnx")
+    assert read_metadata(path)["gemseg.rewrites"] == "pyramid-deconv-fold"
+    assert isinstance(model.sem_seg_head.pixel_decoder.mask_features, nn.Conv2d)
+    x = (np.random.default_rng(6).random((1, 3, 64, 64)) * 255).astype(np.float32)
+    got = create_session(path, threads=1).run(None, {"image": x})[0]
+    np.testing.assert_allclose(got, model.infer_scores(torch.from_numpy(x)).numpy(), atol=1e-3)
