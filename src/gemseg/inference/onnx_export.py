@@ -9,7 +9,6 @@ opset 17. Resizing back to the image size and the argmax stay outside the graph,
 """
 from __future__ import annotations
 
-
 import os
 import warnings
 from pathlib import Path
