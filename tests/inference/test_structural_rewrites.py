@@ -47,13 +47,19 @@ def test_projection_equals_the_three_layers_in_float64():
 def test_fold_keeps_the_scores_and_changes_the_structure(lite):
     folded = copy.deepcopy(lite)
     assert can_fold_lateral_layernorm(folded)
-    assert fold_lateral_layernorm(folded) is True
-    assert isinstance(folded.backbone.lateral["res2"], nn.Identity)
-    assert isinstance(folded.sem_seg_head.pixel_decoder.mask_features, NormalizedProjection)
+    assert fold_lateral_layernorm(folded) == 3  # res2 -> mask_features, res3/res4 -> input_proj
+    decoder = folded.sem_seg_head.pixel_decoder
+    for name in ("res2", "res3", "res4"):
+        assert isinstance(folded.backbone.lateral[name], nn.Identity)
+    assert isinstance(decoder.mask_features, NormalizedProjection)
+    assert isinstance(decoder.input_proj[1][0], NormalizedProjection)  # res4 (the list runs res5, res4, res3)
+    assert isinstance(decoder.input_proj[2][0], NormalizedProjection)
+    assert isinstance(decoder.input_proj[2][1], nn.GroupNorm)  # the GroupNorm after it stays
+    # res5's tap has 320 channels: c·c + c·out > c·256 + 256·out, folding would cost more than it saves
+    assert isinstance(folded.backbone.lateral["res5"], nn.Sequential)
+    assert type(decoder.input_proj[0][0]) is nn.Conv2d
     assert not can_fold_lateral_layernorm(folded)  # a second call finds nothing left to fold
-    assert fold_lateral_layernorm(folded) is False
-    # the deeper laterals feed the transformer encoder and stay as they are
-    assert isinstance(folded.backbone.lateral["res3"], nn.Sequential)
+    assert fold_lateral_layernorm(folded) == 0
     torch.manual_seed(2)
     x = torch.rand(2, 3, 128, 128) * 255
     ref, got = lite.infer_scores(x), folded.infer_scores(x)
@@ -61,7 +67,7 @@ def test_fold_keeps_the_scores_and_changes_the_structure(lite):
 
 
 def test_optimize_for_inference_applies_it_and_can_skip_it(lite):
-    assert optimize_for_inference(lite).folded_lateral_norm is True
+    assert optimize_for_inference(lite).folded_lateral_norm == 3
     kept = optimize_for_inference(lite, fold_lateral_norm=False)
     assert not hasattr(kept, "folded_lateral_norm")
     assert isinstance(kept.sem_seg_head.pixel_decoder.mask_features, nn.Conv2d)
@@ -73,7 +79,7 @@ def test_models_without_the_path_are_left_alone():
 
     model = copy.deepcopy(tiny_model()).eval()  # TinyViT + simple pyramid: res2 is a transposed conv
     assert not can_fold_lateral_layernorm(model)
-    assert fold_lateral_layernorm(model) is False
+    assert fold_lateral_layernorm(model) == 0
 
 
 def test_fold_needs_eval_mode(lite):
@@ -153,3 +159,19 @@ def test_tiny_export_records_the_pyramid_rewrite(tmp_path):
     x = (np.random.default_rng(6).random((1, 3, 64, 64)) * 255).astype(np.float32)
     got = create_session(path, threads=1).run(None, {"image": x})[0]
     np.testing.assert_allclose(got, model.infer_scores(torch.from_numpy(x)).numpy(), atol=1e-3)
+
+
+def test_a_lateral_read_twice_is_not_folded():
+    """Encoder inputs res3, res4 and 3 levels: the extra level is made from res4's lateral output too, so res4 has
+    two readers and must keep its lateral; res3 and res2 still fold."""
+    from gemseg.inference.optimize import _lateral_fold_sites
+
+    torch.manual_seed(7)
+    opts = SMALL_LITE + ["MODEL.SEM_SEG_HEAD.DEFORMABLE_TRANSFORMER_ENCODER_IN_FEATURES", "['res3', 'res4']"]
+    model = build_model(get_config(LITE_CONFIG, opts)).eval()
+    assert sorted(name for name, _, _ in _lateral_fold_sites(model)) == ["res2", "res3"]
+    folded = copy.deepcopy(model)
+    assert fold_lateral_layernorm(folded) == 2
+    assert isinstance(folded.backbone.lateral["res4"], nn.Sequential)
+    x = torch.rand(1, 3, 128, 128, generator=torch.Generator().manual_seed(8)) * 255
+    torch.testing.assert_close(folded.infer_scores(x), model.infer_scores(x), rtol=0, atol=1e-5)

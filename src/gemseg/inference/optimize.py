@@ -3,7 +3,8 @@
 * **BatchNorm folding**: every ``Conv2d → BatchNorm2d`` pair inside a ``Sequential`` (TinyViT's ``Conv2d_BN``)
   becomes one ``Conv2d`` with the BatchNorm's affine transform folded into its weight and bias. In eval mode the
   BatchNorm is a per-channel affine map, so the result is the same up to float rounding.
-* **Lateral LayerNorm folding** (:func:`fold_lateral_layernorm`, GEM-Lite): the stride-4 chain
+* **Lateral LayerNorm folding** (:func:`fold_lateral_layernorm`, GEM-Lite; also res3/res4 into ``input_proj``):
+  the stride-4 chain
   ``Conv1x1 (24 → 256) → LayerNorm2d(256) → mask_features Conv1x1 (256 → 128)`` is one normalised linear map of
   the 24-channel tap, ``A·x / sqrt(xᵀQx + eps) + d`` (derivation in :class:`NormalizedProjection`); computed that
   way it costs ~4 k instead of ~39 k multiply-adds per pixel and the 256-channel stride-4 map never exists.
@@ -22,7 +23,7 @@ The rewrite acts on a model in eval mode; a rewritten model cannot be trained or
 from __future__ import annotations
 
 import copy
-from typing import List, Sequence, Tuple
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import torch
 from torch import Tensor, nn
@@ -100,51 +101,69 @@ class NormalizedProjection(nn.Module):
         return torch.addcmul(self.bias[:, None, None], F.conv2d(x, self.proj), torch.rsqrt(var + self.eps))
 
 
-def _lateral_fold_site(model: nn.Module):
-    """(lateral ModuleDict, feature name, pixel decoder) when ``model`` has a foldable lateral path, else None."""
+def _is_conv1x1(m: nn.Module, bias: Optional[bool] = None) -> bool:
+    return (type(m) is nn.Conv2d and m.kernel_size == (1, 1) and m.stride == (1, 1) and m.groups == 1
+            and (bias is None or (m.bias is not None) == bias))
+
+
+def _lateral_fold_sites(model: nn.Module) -> List[Tuple[str, nn.Module, Callable[[nn.Module], None]]]:
+    """``(feature name, consumer conv, setter)`` for every backbone lateral ``Conv1x1 → LayerNorm2d`` whose output
+    feeds exactly one 1×1 conv of the pixel decoder, where folding saves work."""
     from gemseg.modeling.backbones.pyramid import LayerNorm2d
 
     laterals = getattr(getattr(model, "backbone", None), "lateral", None)
     decoder = getattr(getattr(model, "sem_seg_head", None), "pixel_decoder", None)
     if not isinstance(laterals, nn.ModuleDict) or decoder is None:
-        return None
+        return []
+    consumers: Dict[str, List] = {}  # feature -> [(consumer, setter)], every reader of the feature
     name = decoder.mask_in_feature
-    lateral = laterals[name] if name in laterals else None
-    mask_features = decoder.mask_features
-    if (decoder.fpn_adapter or name in decoder.transformer_in_features
-            or not isinstance(lateral, nn.Sequential) or len(lateral) != 2
-            or type(lateral[0]) is not nn.Conv2d or not isinstance(lateral[1], LayerNorm2d)
-            or type(mask_features) is not nn.Conv2d):
-        return None
-    conv = lateral[0]
-    if (conv.kernel_size != (1, 1) or conv.stride != (1, 1) or conv.groups != 1 or conv.bias is not None
-            or mask_features.kernel_size != (1, 1) or mask_features.stride != (1, 1) or mask_features.groups != 1):
-        return None
-    return laterals, name, decoder
+    if decoder.fpn_adapter:
+        consumers.setdefault(name, []).append((None, None))
+    else:
+        consumers.setdefault(name, []).append(
+            (decoder.mask_features, lambda m: setattr(decoder, "mask_features", m)))
+    tif = decoder.transformer_in_features
+    for i, n in enumerate(reversed(tif)):
+        proj = decoder.input_proj[i]
+        consumers.setdefault(n, []).append((proj[0], lambda m, proj=proj: proj.__setitem__(0, m)))
+    if decoder.total_num_feature_levels > len(tif):  # the extra levels start from the last input's raw feature
+        consumers.setdefault(tif[-1], []).append((None, None))
+    sites = []
+    for n, readers in consumers.items():
+        lateral = laterals[n] if n in laterals else None
+        if (len(readers) != 1 or readers[0][0] is None or not isinstance(lateral, nn.Sequential)
+                or len(lateral) != 2 or not _is_conv1x1(lateral[0], bias=False)
+                or not isinstance(lateral[1], LayerNorm2d) or not _is_conv1x1(readers[0][0])):
+            continue
+        c, width, out = lateral[0].in_channels, lateral[0].out_channels, readers[0][0].out_channels
+        if c * (c + out) >= width * (c + out):  # per pixel: folded c·c + c·out vs c·width + width·out
+            continue
+        sites.append((n, readers[0][0], readers[0][1]))
+    return sites
 
 
 def can_fold_lateral_layernorm(model: nn.Module) -> bool:
     """Whether :func:`fold_lateral_layernorm` would change ``model`` (GEM-Lite: yes; GEM-Tiny/Base: no)."""
-    return _lateral_fold_site(model) is not None
+    return bool(_lateral_fold_sites(model))
 
 
-def fold_lateral_layernorm(model: nn.Module) -> bool:
-    """Fold, in place, a backbone lateral ``Conv1x1 → LayerNorm2d`` that feeds only the pixel decoder's
-    ``mask_features`` 1×1 conv into one :class:`NormalizedProjection` (GEM-Lite's res2 path).
+def fold_lateral_layernorm(model: nn.Module) -> int:
+    """Fold, in place, every backbone lateral ``Conv1x1 → LayerNorm2d`` that feeds only one 1×1 conv of the pixel
+    decoder into one :class:`NormalizedProjection`: GEM-Lite's res2 (→ ``mask_features``), res3 and res4 (→ their
+    ``input_proj`` convs; res5's 320-channel tap is wider than folding pays for).
 
-    The backbone then returns the raw tap for that feature and ``mask_features`` computes the whole chain. Returns
-    whether the model had such a path (GEM-Tiny/Base have not: their res2 is the pyramid's transposed conv).
+    The backbone then returns the raw tap for that feature and the consumer computes the whole chain. Returns the
+    number of paths folded (0 for GEM-Tiny/Base: their pyramid has no laterals).
     """
     if model.training:
         raise ValueError("fold_lateral_layernorm needs a model in eval mode")
-    site = _lateral_fold_site(model)
-    if site is None:
-        return False
-    laterals, name, decoder = site
-    conv, norm = laterals[name][0], laterals[name][1]
-    decoder.mask_features = NormalizedProjection(conv, norm, decoder.mask_features).to(conv.weight.device)
-    laterals[name] = nn.Identity()
-    return True
+    laterals = getattr(getattr(model, "backbone", None), "lateral", None)
+    sites = _lateral_fold_sites(model)
+    for name, consumer, setter in sites:
+        conv, norm = laterals[name][0], laterals[name][1]
+        setter(NormalizedProjection(conv, norm, consumer).to(conv.weight.device))
+        laterals[name] = nn.Identity()
+    return len(sites)
 
 
 class PixelShuffleConvTranspose(nn.Module):
