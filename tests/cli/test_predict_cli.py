@@ -9,7 +9,7 @@ import pytest
 from PIL import Image
 
 from gemseg.cli.main import main
-from tests.inference.tiny import photo, tiny_model, write_clip
+from tests.inference.tiny import interrupt_at_call, photo, tiny_model, write_clip
 
 
 @pytest.fixture()
@@ -120,16 +120,7 @@ def test_interrupted_run_leaves_complete_files_and_resumes(tree, weights, tmp_pa
     (tree / "broken.jpg").unlink()
     (tree / "empty.png").unlink()
     seg = GlassSegmentor.from_pretrained(weights, device="cpu")
-    calls = [0]
-    real = seg.predict_resized
-
-    def flaky(*a, **k):
-        calls[0] += 1
-        if calls[0] == 3:
-            raise KeyboardInterrupt
-        return real(*a, **k)
-
-    seg.predict_resized = flaky
+    real = interrupt_at_call(seg, 3)
     out = tmp_path / "out"
     items = expand_inputs([str(tree)], recursive=True)
     with pytest.raises(KeyboardInterrupt):

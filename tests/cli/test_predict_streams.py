@@ -12,7 +12,7 @@ from gemseg.cli.predict import network_streams
 from gemseg.inference.pipeline import PredictOptions, run_predict
 from gemseg.inference.predictor import GlassSegmentor
 from gemseg.inference.sources import InputItem, expand_inputs
-from tests.inference.tiny import photo
+from tests.inference.tiny import interrupt_at_call, photo
 
 
 @pytest.fixture()
@@ -64,15 +64,7 @@ def test_a_failing_call_fails_only_its_batch(folder, weights, tmp_path):
 
 def test_ctrl_c_inside_a_stream_stops_cleanly(folder, weights, tmp_path):
     seg = GlassSegmentor.from_pretrained(weights, device="cpu")
-    real, calls = seg.predict_resized, [0]
-
-    def interrupted(*a, **k):
-        calls[0] += 1
-        if calls[0] == 4:
-            raise KeyboardInterrupt
-        return real(*a, **k)
-
-    seg.predict_resized = interrupted
+    interrupt_at_call(seg, 4)
     out = tmp_path / "out"
     with pytest.raises(KeyboardInterrupt):
         run_predict(seg, expand_inputs([str(folder)]), out, PredictOptions(streams=2), progress=False,

@@ -62,3 +62,18 @@ def write_clip(path: Path, frames: int, h: int, w: int, seed: int = 0) -> Path:
         for i in range(frames):
             vw.write(photo(h, w, seed=seed + i))
     return path
+
+
+def interrupt_at_call(segmentor, n: int):
+    """Make ``segmentor.predict_resized`` raise KeyboardInterrupt on its ``n``-th call (Ctrl-C in the middle of a
+    run); returns the real method, to put back."""
+    real, calls = segmentor.predict_resized, [0]
+
+    def interrupted(*a, **k):
+        calls[0] += 1
+        if calls[0] == n:
+            raise KeyboardInterrupt
+        return real(*a, **k)
+
+    segmentor.predict_resized = interrupted
+    return real

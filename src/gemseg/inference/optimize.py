@@ -77,7 +77,7 @@ class NormalizedProjection(nn.Module):
     x: [B, c, H, W] -> [B, C, H, W]. Same result as the three layers up to float rounding.
     """
 
-    def __init__(self, lateral_conv: nn.Conv2d, norm: nn.Module, mask_features: nn.Conv2d) -> None:
+    def __init__(self, lateral_conv: nn.Conv2d, norm: nn.Module, consumer: nn.Conv2d) -> None:
         super().__init__()
         with torch.no_grad():
             w = lateral_conv.weight.double().flatten(1)                     # [N, c]
@@ -86,10 +86,10 @@ class NormalizedProjection(nn.Module):
             q = w_centred.T @ w_centred / n                                 # [c, c], symmetric PSD
             evals, evecs = torch.linalg.eigh(q)
             factor = evals.clamp_min(0).sqrt()[:, None] * evecs.T           # L [c, c]: LᵀL = Q
-            m = mask_features.weight.double().flatten(1)                    # [C, N]
+            m = consumer.weight.double().flatten(1)                         # [C, N]
             gamma, beta = norm.weight.double(), norm.bias.double()
             proj = m @ (gamma[:, None] * w_centred)                         # [C, c]
-            bias = m @ beta + (mask_features.bias.double() if mask_features.bias is not None else 0.0)
+            bias = m @ beta + (consumer.bias.double() if consumer.bias is not None else 0.0)
         dtype = lateral_conv.weight.dtype
         self.eps = float(norm.eps)
         self.proj = nn.Parameter(proj.to(dtype)[:, :, None, None], requires_grad=False)
@@ -97,8 +97,12 @@ class NormalizedProjection(nn.Module):
         self.bias = nn.Parameter(bias.to(dtype), requires_grad=False)
 
     def forward(self, x: Tensor) -> Tensor:
-        var = F.conv2d(x, self.var_factor).square().sum(1, keepdim=True)   # [B, 1, H, W]
-        return torch.addcmul(self.bias[:, None, None], F.conv2d(x, self.proj), torch.rsqrt(var + self.eps))
+        # the variance stays float32 under fp16/bf16 autocast, as the LayerNorm it replaces does
+        with torch.autocast(x.device.type, enabled=False):
+            dtype = torch.promote_types(x.dtype, torch.float32)
+            var = F.conv2d(x.to(dtype), self.var_factor.to(dtype)).square().sum(1, keepdim=True)  # [B, 1, H, W]
+            scale = torch.rsqrt(var + self.eps)
+        return torch.addcmul(self.bias[:, None, None], F.conv2d(x, self.proj), scale)
 
 
 def _is_conv1x1(m: nn.Module, bias: Optional[bool] = None) -> bool:
@@ -136,7 +140,7 @@ def _lateral_fold_sites(model: nn.Module) -> List[Tuple[str, nn.Module, Callable
                 or not isinstance(lateral[1], LayerNorm2d) or not _is_conv1x1(readers[0][0])):
             continue
         c, width, out = lateral[0].in_channels, lateral[0].out_channels, readers[0][0].out_channels
-        if c * (c + out) >= width * (c + out):  # per pixel: folded c·c + c·out vs c·width + width·out
+        if c >= width:  # per pixel: folded c·c + c·out vs c·width + width·out = (c + out)·c vs (c + out)·width
             continue
         sites.append((n, readers[0][0], readers[0][1]))
     return sites
@@ -209,7 +213,7 @@ def compose_deconv_conv1x1(deconv: nn.ConvTranspose2d, conv: nn.Conv2d) -> nn.Co
     return fused
 
 
-def fold_pyramid_convtranspose(model: nn.Module, compose_mask_features: bool = True) -> int:
+def fold_pyramid_convtranspose(model: nn.Module) -> int:
     """GEM-Tiny/Base: compose res2's last transposed conv with ``mask_features`` (when res2 feeds nothing else),
     then compute every stride-2 ``ConvTranspose2d`` of the pyramid as :class:`PixelShuffleConvTranspose`.
     In place; returns the number of transposed convs rewritten (0 for models without the simple pyramid)."""
@@ -221,10 +225,8 @@ def fold_pyramid_convtranspose(model: nn.Module, compose_mask_features: bool = T
     if not isinstance(t1, nn.Sequential) or not isinstance(t2, nn.Sequential) or decoder is None:
         return 0
     name = decoder.mask_in_feature
-    if (compose_mask_features and name == "res2" and not decoder.fpn_adapter
-            and name not in decoder.transformer_in_features and is_stride2_deconv(t1[-1])
-            and type(decoder.mask_features) is nn.Conv2d and decoder.mask_features.kernel_size == (1, 1)
-            and decoder.mask_features.stride == (1, 1) and decoder.mask_features.groups == 1):
+    if (name == "res2" and not decoder.fpn_adapter and name not in decoder.transformer_in_features
+            and is_stride2_deconv(t1[-1]) and _is_conv1x1(decoder.mask_features)):
         t1[-1] = compose_deconv_conv1x1(t1[-1], decoder.mask_features)
         decoder.mask_features = nn.Identity()
     count = 0
