@@ -314,3 +314,23 @@ def test_gem_lite_model_from_shipped_config():
     with torch.no_grad():
         scores = model.infer_scores(torch.rand(1, 3, 128, 128) * 255)
     assert scores.shape == (1, 2, 128, 128) and torch.isfinite(scores).all()
+
+
+@pytest.mark.parametrize("freeze_at, frozen_stages", [(0, -1), (1, -1), (2, 1), (3, 2), (4, 4), (5, 6)])
+def test_freeze_stages_follows_the_taps(freeze_at, frozen_stages):
+    """FREEZE_AT n freezes the stem (n >= 1) and every MBConv stage up to the res<n> tap; laterals always train."""
+    bb = build_efficientnet_lite0_backbone(64)
+    names = bb.freeze_stages(freeze_at)
+    for name, p in bb.named_parameters():
+        if name.startswith("stem."):
+            expect_frozen = freeze_at >= 1
+        elif name.startswith("stages."):
+            expect_frozen = int(name.split(".")[1]) <= frozen_stages
+        else:
+            assert name.startswith("lateral.")
+            expect_frozen = False
+        assert p.requires_grad is not expect_frozen, name
+        assert (name in names) is expect_frozen, name
+    for bad in (-1, 6):
+        with pytest.raises(ValueError, match="FREEZE_AT must be 0..5"):
+            build_efficientnet_lite0_backbone(64).freeze_stages(bad)

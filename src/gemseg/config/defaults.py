@@ -27,6 +27,8 @@ _C.MODEL.KEYPOINT_ON = False
 
 _C.MODEL.BACKBONE = CN()
 _C.MODEL.BACKBONE.NAME = "D2TinyViT"  # D2TinyViT (GEM-Tiny) | D2BaseViT (GEM-Base)
+# training: gradients stop at the first parts of a pretrained encoder (EfficientNet-Lite only; detectron2 rule:
+# 0 nothing, 1 stem, 2..5 everything up to the res2..res5 tap, 5 = the whole encoder; new lateral layers still train)
 _C.MODEL.BACKBONE.FREEZE_AT = 0
 # gemseg: backbone input size; 0 = INPUT.MIN_SIZE_TEST (the official code hard-codes 384 in the backbone)
 _C.MODEL.BACKBONE.IMG_SIZE = 0

@@ -211,6 +211,17 @@ def train(cfg: Any, resume: bool = False, stop_at: Optional[int] = None) -> Dict
             logger.info("initial weights: %s", report)
     if cfg.SOLVER.SYNC_BN and info.enabled:
         model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
+    freeze_at = int(cfg.MODEL.BACKBONE.FREEZE_AT)
+    if freeze_at:
+        if not hasattr(model.backbone, "freeze_stages"):
+            raise ConfigError(f"MODEL.BACKBONE.FREEZE_AT is supported for the EfficientNet-Lite backbones only, "
+                              f"not {cfg.MODEL.BACKBONE.NAME}")
+        try:
+            frozen = model.backbone.freeze_stages(freeze_at)
+        except ValueError as e:
+            raise ConfigError(f"MODEL.BACKBONE.FREEZE_AT: {e}") from None
+        if info.is_main:
+            logger.info("MODEL.BACKBONE.FREEZE_AT %d: %d backbone tensors frozen", freeze_at, len(frozen))
     model.to(device).train()
     criterion = build_criterion(cfg).to(device)
     weight_dict = criterion.weight_dict

@@ -213,6 +213,30 @@ class EfficientNetLiteBackbone(nn.Module):
                 # Kaiming-uniform with a=1 (detectron2's c2_xavier_fill for lateral convs)
                 nn.init.kaiming_uniform_(m.weight, a=1)
 
+    # -- frozen encoder parts (MODEL.BACKBONE.FREEZE_AT) ------------------------------------------------------------
+    def freeze_stages(self, freeze_at: int) -> List[str]:
+        """Stop gradients to the first encoder parts, detectron2's ``FREEZE_AT`` rule on our taps: 0 = nothing,
+        1 = the stem, 2 = stem up to the res2 tap, 3 = ... res3, 4 = ... res4, 5 = the whole pretrained encoder.
+        The lateral 1x1 convs + LayerNorms are new layers and always train. Returns the names of the frozen
+        parameters (why: a synthetic-only training run can keep ImageNet features intact for real photos).
+        Raises ValueError outside 0..5."""
+        if not 0 <= int(freeze_at) <= 5:
+            raise ValueError(f"FREEZE_AT must be 0..5 (0 nothing, 1 stem, 2..5 up to the res2..res5 tap), "
+                             f"got {freeze_at}")
+        modules: List[nn.Module] = []
+        if freeze_at >= 1:
+            modules.append(self.stem)
+        if freeze_at >= 2:
+            last_tap = f"res{freeze_at}"
+            modules.extend(self.stages[: self.taps[last_tap] + 1])
+        frozen = []
+        names = {id(p): n for n, p in self.named_parameters()}
+        for m in modules:
+            for prm in m.parameters():
+                prm.requires_grad_(False)
+                frozen.append(names[id(prm)])
+        return frozen
+
     # -- training-mode behaviour -------------------------------------------------------------------------------------
     def train(self, mode: bool = True) -> "EfficientNetLiteBackbone":
         """Like ``nn.Module.train``, but with ``freeze_bn`` the encoder's BatchNorm layers stay in eval mode
