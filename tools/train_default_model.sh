@@ -15,6 +15,12 @@
 #   MAX_ITER=9000  IMS_PER_BATCH=4  BASE_LR=2e-4   solver (LR ×0.1 at 80 % and 93 % of MAX_ITER)
 #   TEST_SIZE=448    network input size written into the exported model (training crops are 320)
 #   THREADS=2        torch CPU threads
+#   SETS=original    stage-1 data: "original" = seeds 7 + 8 of the default engine (the shipped gem-lite-synth's kind);
+#                    "glass-aware" = seed 31 (default engine) + seed 41 (first-round knobs off), 4000 each, 7.5 %
+#                    of each held out (issue 16, fourth round)
+#   FREEZE_AT=0      MODEL.BACKBONE.FREEZE_AT of stage 1 (5 = the ImageNet encoder stays frozen; docs/training.md)
+#   NAME=gem-lite-synth  model name written into the exported file
+#   REALDATA=        folder of real evaluation sets for the model card table (default: ../shared/realdata)
 #   FROM=            stage 2 only, from this gem-lite-synth .safetensors ("bundled" = the shipped file)
 #   FT_NUM_IMAGES=2712  FT_ITER=1800  FT_LR=1e-4   stage 2: FT_SEED images (7.5 % held out), fine-tune solver
 #                    (LR ×0.1 at 75 % and 92 % of FT_ITER); FT_CHECKPOINT=model_0001599.pth exports that one
@@ -41,6 +47,13 @@ FT_ITER=${FT_ITER:-1800}
 FT_LR=${FT_LR:-1e-4}
 FT_SEED=${FT_SEED:-31}
 FT_SYNTH_ARGS=${FT_SYNTH_ARGS:-}
+SETS=${SETS:-original}
+FREEZE_AT=${FREEZE_AT:-0}
+NAME=${NAME:-gem-lite-synth}
+REALDATA_ARGS=()
+[ -n "${REALDATA:-}" ] && REALDATA_ARGS=(--realdata "$REALDATA")
+# the first-round engine knobs off (the shipped model's kind of scenes), glass-aware backgrounds kept
+OLD_KNOBS="--kinds window,facade,shopfront,door,partition,railing,display_case --panel-prob 0 --white-wall-prob 0 --bright-view-prob 0 --degrade-prob 0"
 export OMP_NUM_THREADS=${THREADS:-2}
 CONFIG="$(python -c 'import gemseg, pathlib; print(pathlib.Path(gemseg.__file__).parent / "configs" / "gem_lite_effnet.yaml")')"
 
@@ -75,26 +88,39 @@ WEIGHTS="$(python -c 'from gemseg.modeling.backbones.efficientnet_lite import ef
 # 2. synthetic training data + a held-out validation split (deterministic per seed; resumable). Note: since issue 16
 #    the default engine adds curtain/glass walls, panels, white walls, blown-out views and JPEG/motion blur; the
 #    shipped gem-lite-synth saw the engine of commit 311a863 (git checkout that commit's src/ to regenerate it).
-gem synth --num-images "$NUM_IMAGES" --output "$DATA/seed7" --seed 7 --size "$SIZE" --val-fraction 0.075 --skip-existing
-gem synth --num-images "$NUM_IMAGES" --output "$DATA/seed8" --seed 8 --size "$SIZE" --val-fraction 0 --skip-existing
+case "$SETS" in
+  original)
+    gem synth --num-images "$NUM_IMAGES" --output "$DATA/seed7" --seed 7 --size "$SIZE" --val-fraction 0.075 --skip-existing
+    gem synth --num-images "$NUM_IMAGES" --output "$DATA/seed8" --seed 8 --size "$SIZE" --val-fraction 0 --skip-existing
+    TRAIN_DIRS="('$DATA/seed7', '$DATA/seed8')"; VAL_DIR="$DATA/seed7"
+    TRAIN_NAMES=gem_synth_procedural_seed7,gem_synth_procedural_seed8; VAL_NAME=gem_synth_procedural_seed7_validation ;;
+  glass-aware)
+    gem synth --num-images "$NUM_IMAGES" --output "$DATA/seed31" --seed 31 --size "$SIZE" --val-fraction 0.075 --skip-existing
+    # shellcheck disable=SC2086  # OLD_KNOBS is a list of flags
+    gem synth --num-images "$NUM_IMAGES" --output "$DATA/seed41" --seed 41 --size "$SIZE" --val-fraction 0.075 \
+      --skip-existing $OLD_KNOBS
+    TRAIN_DIRS="('$DATA/seed31', '$DATA/seed41')"; VAL_DIR="$DATA/seed31"
+    TRAIN_NAMES=gem_synth_procedural_seed31,gem_synth_procedural_seed41; VAL_NAME=gem_synth_procedural_seed31_validation ;;
+  *) echo "SETS must be original or glass-aware, got $SETS" >&2; exit 2 ;;
+esac
 
 # 3. train (resumes from OUTPUT_DIR/last_checkpoint when present, else starts from the ImageNet backbone)
 S1=$(( MAX_ITER * 4 / 5 )); S2=$(( MAX_ITER * 14 / 15 ))
 gem train --config-file "$CONFIG" --resume --device "$DEVICE" \
   MODEL.WEIGHTS "$WEIGHTS" OUTPUT_DIR "$OUT" \
-  DATASETS.TRAIN "('$DATA/seed7', '$DATA/seed8')" DATASETS.TEST "('$DATA/seed7',)" \
+  DATASETS.TRAIN "$TRAIN_DIRS" DATASETS.TEST "('$VAL_DIR',)" MODEL.BACKBONE.FREEZE_AT "$FREEZE_AT" \
   SOLVER.MAX_ITER "$MAX_ITER" SOLVER.STEPS "($S1, $S2)" SOLVER.IMS_PER_BATCH "$IMS_PER_BATCH" \
-  SOLVER.BASE_LR "$BASE_LR" SOLVER.WARMUP_ITERS 50 DATALOADER.NUM_WORKERS 1 TEST.EVAL_PERIOD 2000 TEST.EVAL_MAX_IMAGES 100
+  SOLVER.BASE_LR "$BASE_LR" SOLVER.WARMUP_ITERS 50 SOLVER.CHECKPOINT_PERIOD 500 DATALOADER.NUM_WORKERS 1 \
+  TEST.EVAL_PERIOD 3000 TEST.EVAL_MAX_IMAGES 100
 
 # 4. a self-describing safetensors (config in its metadata, no local paths) at the test size
-export_model "$OUT/model_final.pth" "$OUT/gem-lite-synth.safetensors" gem-lite-synth \
-  gem_synth_procedural_seed7,gem_synth_procedural_seed8 gem_synth_procedural_seed7_validation \
-  "gem train, $MAX_ITER iterations on gem synth images (no real photographs)"
+export_model "$OUT/model_final.pth" "$OUT/$NAME.safetensors" "$NAME" "$TRAIN_NAMES" "$VAL_NAME" \
+  "gem train, $MAX_ITER iterations on gem synth images (no real photographs)$( [ "$FREEZE_AT" = 0 ] || echo ", MODEL.BACKBONE.FREEZE_AT $FREEZE_AT")"
 
 # 5. the model card's table: the model beside the all-glass / no-glass baselines on every set
-python "$(dirname "$0")/model_card_metrics.py" --weights "$OUT/gem-lite-synth.safetensors" --synthetic "$DATA/seed7" \
-  --json "$OUT/model_card_metrics.json"
-BASE="$OUT/gem-lite-synth.safetensors"
+python "$(dirname "$0")/model_card_metrics.py" --weights "$OUT/$NAME.safetensors" --synthetic "$VAL_DIR" \
+  "${REALDATA_ARGS[@]}" --json "$OUT/model_card_metrics.json"
+BASE="$OUT/$NAME.safetensors"
 fi
 
 # 6. stage 2: fine-tune on the glass-dominant engine's images (curtain/glass walls, opaque panels, white walls,
@@ -116,5 +142,5 @@ if [ "$FT_ITER" -gt 0 ]; then
     "gem_synth_procedural_seed${FT_SEED}_validation" \
     "gem-lite-synth fine-tuned by gem train for $FT_ITER iterations on gem synth seed-$FT_SEED images (no real photographs)"
   python "$(dirname "$0")/model_card_metrics.py" --weights "$FT_OUT/gem-lite-synth2.safetensors" \
-    --synthetic "$DATA/seed$FT_SEED" --json "$FT_OUT/model_card_metrics.json"
+    --synthetic "$DATA/seed$FT_SEED" "${REALDATA_ARGS[@]}" --json "$FT_OUT/model_card_metrics.json"
 fi
