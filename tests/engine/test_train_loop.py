@@ -285,6 +285,11 @@ def test_freeze_at_keeps_the_pretrained_encoder_and_trains_the_rest(tmp_path):
     assert encoder and all(torch.equal(final[k], init[k]) for k in encoder)
     assert not torch.equal(final["backbone.lateral.res2.0.weight"], init["backbone.lateral.res2.0.weight"])
 
+    # resuming the run with another set of trainable parameters is refused, saying why
+    cfg.merge_from_list(["MODEL.BACKBONE.FREEZE_AT", "0", "SOLVER.MAX_ITER", "3"])
+    with pytest.raises(CheckpointError, match="does not fit this run's trainable parameters"):
+        train(cfg, resume=True)
+
     bad = tiny_cfg(tmp_path / "bad", data, "MODEL.BACKBONE.FREEZE_AT", "2")
     with pytest.raises(ConfigError, match="FREEZE_AT is supported for the EfficientNet-Lite"):
         train(bad)

@@ -250,7 +250,12 @@ def train(cfg: Any, resume: bool = False, stop_at: Optional[int] = None) -> Dict
     start_iter, best_iou = 0, -math.inf
     if state is not None:
         apply_checkpoint(model, read_checkpoint(resume_path), strict=True)
-        optimizer.load_state_dict(state["optimizer"])
+        try:
+            optimizer.load_state_dict(state["optimizer"])
+        except ValueError as e:  # torch: parameter groups of another size
+            raise CheckpointError(f"{resume_path}: its optimizer state does not fit this run's trainable parameters "
+                                  f"({e}); resume with the run's own settings (e.g. MODEL.BACKBONE.FREEZE_AT "
+                                  "from its config.yaml)") from None
         scheduler.load_state_dict(state["scheduler"])
         if scaler is not None and "grad_scaler" in state:
             scaler.load_state_dict(state["grad_scaler"])
