@@ -220,21 +220,17 @@ class EfficientNetLiteBackbone(nn.Module):
         The lateral 1x1 convs + LayerNorms are new layers and always train. Returns the names of the frozen
         parameters (why: a synthetic-only training run can keep ImageNet features intact for real photos).
         Raises ValueError outside 0..5."""
-        if not 0 <= int(freeze_at) <= 5:
+        freeze_at = int(freeze_at)
+        if not 0 <= freeze_at <= 5:
             raise ValueError(f"FREEZE_AT must be 0..5 (0 nothing, 1 stem, 2..5 up to the res2..res5 tap), "
                              f"got {freeze_at}")
-        modules: List[nn.Module] = []
-        if freeze_at >= 1:
-            modules.append(self.stem)
-        if freeze_at >= 2:
-            last_tap = f"res{freeze_at}"
-            modules.extend(self.stages[: self.taps[last_tap] + 1])
+        n_stages = self.taps[f"res{freeze_at}"] + 1 if freeze_at >= 2 else 0
+        prefixes = ("stem.",) * (freeze_at >= 1) + tuple(f"stages.{i}." for i in range(n_stages))
         frozen = []
-        names = {id(p): n for n, p in self.named_parameters()}
-        for m in modules:
-            for prm in m.parameters():
+        for name, prm in self.named_parameters():
+            if name.startswith(prefixes):
                 prm.requires_grad_(False)
-                frozen.append(names[id(prm)])
+                frozen.append(name)
         return frozen
 
     # -- training-mode behaviour -------------------------------------------------------------------------------------
