@@ -30,6 +30,10 @@
 #   FT_SYNTH_ARGS=   extra gem synth flags for stage 2, e.g. "--ignore-shows-glass" or, for the "ga-old" candidate,
 #                    the first-round knobs off: --kinds window,facade,shopfront,door,partition,railing,display_case
 #                    --panel-prob 0 --white-wall-prob 0 --bright-view-prob 0 --degrade-prob 0 (with FT_SEED=41)
+#   WISE_ALPHA=      stage 3 (needs stage 2): mix stage 2's base and its fine-tune in weight space (WiSE-FT),
+#                    (1 - WISE_ALPHA) x base + WISE_ALPHA x fine-tune, written to OUTPUT_DIR/finetune/WISE_NAME.safetensors
+#                    with its model-card table (issue 16, fifth round; tools/interpolate_weights.py)
+#   WISE_NAME=gem-lite-wise  model name of the stage-3 file
 # Resumable: rerunning continues OUTPUT_DIR/last_checkpoint (gem train --resume), and gem synth keeps the images
 # it already made (--skip-existing). Real photographs are never used for training.
 set -euo pipefail
@@ -52,6 +56,9 @@ SETS=${SETS:-original}
 FREEZE_AT=${FREEZE_AT:-0}
 NAME=${NAME:-gem-lite-synth}
 REALDATA_ARGS=()
+if [ -n "${WISE_ALPHA:-}" ] && [ "$FT_ITER" -eq 0 ]; then
+  echo "WISE_ALPHA mixes stage 2's base and fine-tune: it needs FT_ITER > 0" >&2; exit 2
+fi
 [ -n "${REALDATA:-}" ] && REALDATA_ARGS=(--realdata "$REALDATA")
 # the first-round engine knobs off (the shipped model's kind of scenes), glass-aware backgrounds kept
 OLD_KNOBS="--kinds window,facade,shopfront,door,partition,railing,display_case --panel-prob 0 --white-wall-prob 0 --bright-view-prob 0 --degrade-prob 0"
@@ -144,4 +151,13 @@ if [ "$FT_ITER" -gt 0 ]; then
     "gem-lite-synth fine-tuned by gem train for $FT_ITER iterations on gem synth seed-$FT_SEED images (no real photographs)"
   python "$(dirname "$0")/model_card_metrics.py" --weights "$FT_OUT/gem-lite-synth2.safetensors" \
     --synthetic "$DATA/seed$FT_SEED" "${REALDATA_ARGS[@]}" --json "$FT_OUT/model_card_metrics.json"
+
+  # 7. stage 3: the straight line between BASE and its fine-tune (WiSE-FT) at WISE_ALPHA; same architecture and speed
+  if [ -n "${WISE_ALPHA:-}" ]; then
+    WISE_NAME=${WISE_NAME:-gem-lite-wise}
+    python "$(dirname "$0")/interpolate_weights.py" --base "$BASE" --other "$FT_OUT/gem-lite-synth2.safetensors" \
+      --alpha "$WISE_ALPHA" --name "$WISE_NAME" --output "$FT_OUT/$WISE_NAME.safetensors" --force
+    python "$(dirname "$0")/model_card_metrics.py" --weights "$FT_OUT/$WISE_NAME.safetensors" \
+      --synthetic "$DATA/seed$FT_SEED" "${REALDATA_ARGS[@]}" --json "$FT_OUT/$WISE_NAME.model_card_metrics.json"
+  fi
 fi
