@@ -114,6 +114,14 @@ def test_tool_writes_a_loadable_self_describing_file_and_never_overwrites(two_ti
     assert tool.main(argv[:-2] + ["--name", "other"]) == 1
     assert "exists" in capsys.readouterr().err and out.read_bytes() == before
     assert tool.main(argv + ["--force"]) == 0
+    # a `gem train` checkpoint (.pth, official layout + config) works as either parent
+    pth = tmp_path / "model_final.pth"
+    save_checkpoint(gemseg.load_model(None, weights=p1), pth)
+    out2 = tmp_path / "from_pth.safetensors"
+    assert tool.main(["--base", str(p0), "--other", str(pth), "--alpha", "0.25", "--output", str(out2)]) == 0
+    assert read_checkpoint(out2).metadata["gemseg.interpolation"] == "alpha=0.25; base=tiny0; other=model_final.pth"
+    with torch.no_grad():
+        torch.testing.assert_close(gemseg.load_model(None, weights=out2).infer_scores(x), expected.infer_scores(x))
 
 
 def test_tool_reports_a_different_architecture_as_an_error(two_tiny_models, tmp_path, capsys):
