@@ -46,12 +46,12 @@ def main(argv=None) -> int:
         return 1
     base, other = _resolve(args.base), _resolve(args.other)
     try:
-        model = interpolate_models(base, other, args.alpha)
-        meta_base = read_checkpoint(base).metadata
-        meta_other = read_checkpoint(other).metadata
+        ckpt_base, ckpt_other = read_checkpoint(base), read_checkpoint(other)
+        model = interpolate_models(ckpt_base, ckpt_other, args.alpha)
     except (GemsegError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
+    meta_base, meta_other = ckpt_base.metadata, ckpt_other.metadata
     name_base = meta_base.get("gemseg.model", base.name)
     name_other = meta_other.get("gemseg.model", other.name)
     extra = {

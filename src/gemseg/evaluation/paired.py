@@ -68,15 +68,14 @@ def paired_bootstrap(a: Sequence[float], b: Sequence[float], metric: str = "IoU"
     if len(d) < 2 or np.all(d == d[0]):
         low = high = float(d.mean())  # nothing to resample: the difference is what it is
     else:
-        method = "BCa" if len(d) >= 3 else "percentile"
-        with np.errstate(all="ignore"):
-            res = stats.bootstrap((d,), np.mean, n_resamples=n_resamples, confidence_level=confidence,
-                                  method=method, random_state=np.random.default_rng(seed))
-        low, high = float(res.confidence_interval.low), float(res.confidence_interval.high)
-        if not (np.isfinite(low) and np.isfinite(high)):  # BCa can fail on very skewed, tiny samples
-            res = stats.bootstrap((d,), np.mean, n_resamples=n_resamples, confidence_level=confidence,
-                                  method="percentile", random_state=np.random.default_rng(seed))
+        # BCa needs 3+ values and can fail on very skewed tiny samples (non-finite ends): percentile then
+        for method in (("BCa", "percentile") if len(d) >= 3 else ("percentile",)):
+            with np.errstate(all="ignore"):
+                res = stats.bootstrap((d,), np.mean, n_resamples=n_resamples, confidence_level=confidence,
+                                      method=method, random_state=np.random.default_rng(seed))
             low, high = float(res.confidence_interval.low), float(res.confidence_interval.high)
+            if np.isfinite(low) and np.isfinite(high):
+                break
     sign = 1.0 if higher_is_better else -1.0
     return PairedComparison(metric=metric, higher_is_better=higher_is_better, count=len(d),
                             mean_a=float(a_arr.mean()), mean_b=float(b_arr.mean()), diff=float(d.mean()),

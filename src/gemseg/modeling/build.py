@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import logging
 import os
-from typing import Optional, Sequence, Union
+from typing import TYPE_CHECKING, Optional, Sequence, Union
 
 import torch
 from yacs.config import CfgNode
@@ -13,6 +13,9 @@ from gemseg.errors import ConfigError
 from gemseg.modeling.gem import GEM, SemSegHead
 from gemseg.modeling.mask_dino_decoder import MaskDINODecoder
 from gemseg.modeling.pixel_decoder import PixelDecoder
+
+if TYPE_CHECKING:
+    from gemseg.modeling.checkpoint import Checkpoint
 
 logger = logging.getLogger(__name__)
 
@@ -100,7 +103,7 @@ def build_model(cfg: Union[CfgNode, PathLike], backbone: Optional[torch.nn.Modul
 
 def load_model(
     config: Union[CfgNode, PathLike, None],
-    weights: Optional[PathLike] = None,
+    weights: Union[PathLike, "Checkpoint", None] = None,
     device: Union[str, torch.device] = "cpu",
     opts: Optional[Sequence[str]] = None,
     strict: bool = True,
@@ -109,14 +112,15 @@ def load_model(
 
     ``weights`` may be an official detectron2 ``.pth``/``.pkl``, a SAM/MobileSAM checkpoint (backbone only: the
     head stays randomly initialised, which is reported), or a gemseg ``.safetensors`` (which also carries its
-    config, so ``config`` may then be None). The older official model variant is recognised from the keys.
+    config, so ``config`` may then be None), or a :class:`~gemseg.modeling.checkpoint.Checkpoint` already read
+    from one of them. The older official model variant is recognised from the keys.
     Without any weights the model is randomly initialised and a warning is logged.
     """
-    from gemseg.modeling.checkpoint import apply_checkpoint, config_from_checkpoint, read_checkpoint
+    from gemseg.modeling.checkpoint import Checkpoint, apply_checkpoint, config_from_checkpoint, read_checkpoint
 
     ckpt = None
     if weights is not None:
-        ckpt = read_checkpoint(weights)
+        ckpt = weights if isinstance(weights, Checkpoint) else read_checkpoint(weights)
     if config is None:
         if ckpt is None or config_from_checkpoint(ckpt) is None:
             raise ConfigError("no config given, and the weights carry none: pass a config file")

@@ -12,12 +12,15 @@ from __future__ import annotations
 
 import os
 from collections import OrderedDict
-from typing import Mapping, Optional, Union
+from typing import TYPE_CHECKING, Mapping, Union
 
 import torch
 from torch import Tensor
 
 from gemseg.errors import CheckpointError
+
+if TYPE_CHECKING:
+    from gemseg.modeling.checkpoint import Checkpoint
 
 PathLike = Union[str, os.PathLike]
 
@@ -61,25 +64,22 @@ def interpolate_state_dicts(base: Mapping[str, Tensor], other: Mapping[str, Tens
     return mixed
 
 
-def interpolate_models(base: PathLike, other: PathLike, alpha: float, device: str = "cpu",
-                       config_from: Optional[str] = "base"):
+def interpolate_models(base: Union[PathLike, "Checkpoint"], other: Union[PathLike, "Checkpoint"], alpha: float,
+                       device: str = "cpu"):
     """Load two weight files of the same GEM architecture and return the interpolated model (eval mode).
 
     Args:
         base, other: any weight file :func:`gemseg.load_model` reads that carries its config (a gemseg
-            ``.safetensors`` or a ``gem train`` checkpoint); ``alpha`` = 0 gives ``base``, 1 gives ``other``.
-        config_from: whose config (input size, datasets, …) the result keeps: ``"base"`` or ``"other"``.
+            ``.safetensors`` or a ``gem train`` checkpoint), or such a file already read by
+            :func:`~gemseg.modeling.checkpoint.read_checkpoint`; ``alpha`` = 0 gives ``base``, 1 gives ``other``.
     Returns:
-        a :class:`gemseg.modeling.gem.GEM` holding the mixed weights.
+        a :class:`gemseg.modeling.gem.GEM` with ``base``'s config (input size, datasets, …) and the mixed weights.
     """
     from gemseg.modeling.build import load_model
 
-    if config_from not in ("base", "other"):
-        raise ValueError(f"config_from must be 'base' or 'other', got {config_from!r}")
     m_base = load_model(None, weights=base, device=device)
     m_other = load_model(None, weights=other, device=device)
     mixed = interpolate_state_dicts(m_base.state_dict(), m_other.state_dict(), alpha)
-    target = m_base if config_from == "base" else m_other
     with torch.no_grad():
-        target.load_state_dict(mixed, strict=True)
-    return target.eval()
+        m_base.load_state_dict(mixed, strict=True)
+    return m_base.eval()
