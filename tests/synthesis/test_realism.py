@@ -85,3 +85,41 @@ def test_degradations_are_deterministic_and_change_colours_only():
     assert np.abs(a.astype(int) - img).mean() > 2  # a low-quality JPEG round trip visibly changes noise
     c, info = apply_camera(np.random.default_rng(1), np.full((H, W, 3), 0.5, np.float32), degrade_prob=0.0)
     assert "jpeg_quality" not in info and "motion_blur" not in info
+
+
+def test_infill_cells_are_background_in_their_own_material():
+    """An opaque cell of a glazing grid is label 0 and painted in its infill colour, not the frame's (a frame-coloured
+    infill teaches "a framed cell that is not frame-coloured is glass"; issue 16, sixth round)."""
+    quad = np.array([[10, 10], [150, 10], [150, 110], [10, 110]], float)
+    wall = Surface("curtain_wall", pose_from_quad(None, quad, (140.0, 100.0)), (0, 0, 140, 100),
+                   [(5, 5, 65, 95)], infill=[(75, 5, 135, 95)], through="other")
+    sc = scene_with([wall])
+    sc.surfaces[0].behind = np.zeros((H, W, 3), np.float32)
+    sc.surfaces[0].infill_rgb = [np.array([0.9, 0.5, 0.7], np.float32)]  # pink sheeting in a red frame
+    img, label, _ = engine().render_scene(sc)
+    expected = np.zeros((H, W), np.uint8)
+    expected[15:105, 15:75] = 1
+    np.testing.assert_array_equal(label, expected)
+    cell = img[20:100, 90:140].reshape(-1, 3).astype(np.float32) / 255
+    assert np.abs(np.median(cell, axis=0) - [0.9, 0.5, 0.7]).max() < 0.15  # pink, shaded, not the red frame
+    assert cell.std(axis=0).max() > 0.005  # uneven light, not a flat fill
+
+
+def test_infill_prob_controls_opaque_cells_in_glazing_grids():
+    from gemseg.synthesis.appearance import infill_material
+
+    def infill_scenes(p):
+        eng = ProceduralEngine(SynthOptions(width=64, height=48, kinds=("curtain_wall", "glass_wall"), panel_prob=0.0,
+                                            negative_prob=0.0, bundled_backgrounds=False, infill_prob=p))
+        n = 0
+        for seed in range(12):
+            scene, _ = eng.sample_scene(np.random.default_rng(seed))
+            n += any(rs.surface.infill for rs in scene.surfaces)
+            for rs in scene.surfaces:
+                assert len(rs.infill_rgb) == len(rs.surface.infill)
+        return n
+
+    assert infill_scenes(0.0) == 0
+    assert infill_scenes(1.0) >= 8  # every grid with more than two panes
+    kinds = {infill_material(np.random.default_rng(s))[1] for s in range(40)}
+    assert kinds == {"sheeting", "pale", "panel", "board"}

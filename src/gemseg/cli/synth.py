@@ -102,6 +102,9 @@ def add_parser(subparsers, name: str, help_text: str) -> argparse.ArgumentParser
                    help="share of views through glass that are blown out to near-white (still glass) (default 0.2)")
     g.add_argument("--degrade-prob", type=float, default=0.5,
                    help="share of images given a JPEG round trip and/or motion blur (default 0.5)")
+    g.add_argument("--infill-prob", type=float, default=0.45,
+                   help="share of curtain walls and glass walls with opaque cells in the grid (sheeted, boarded or "
+                        "panelled, in colours of their own; background) (default 0.45)")
 
     d = p.add_argument_group("diffusion engine")
     d.add_argument("--model-dir", type=Path, help="local diffusers Stable Diffusion (+ controlnet/, clip/) folder")
@@ -164,7 +167,8 @@ def run(args: argparse.Namespace) -> int:
             raise GemsegError(f"unknown --kinds {','.join(bad) or '(empty)'}; choose from {','.join(KINDS)}")
         probs = {"--photo-prob": args.photo_prob, "--negative-prob": args.negative_prob,
                  "--panel-prob": args.panel_prob, "--white-wall-prob": args.white_wall_prob,
-                 "--bright-view-prob": args.bright_view_prob, "--degrade-prob": args.degrade_prob}
+                 "--bright-view-prob": args.bright_view_prob, "--degrade-prob": args.degrade_prob,
+                 "--infill-prob": args.infill_prob}
         bad_probs = [f"{k} {v:g}" for k, v in probs.items() if not 0.0 <= v <= 1.0]
         if bad_probs:
             raise GemsegError(f"probabilities must lie in [0, 1]: {', '.join(bad_probs)}")
@@ -174,7 +178,7 @@ def run(args: argparse.Namespace) -> int:
                                mirror_label=args.mirror_label, negative_prob=args.negative_prob, kinds=kinds,
                                glass_aware_backgrounds=not args.ignore_shows_glass, panel_prob=args.panel_prob,
                                white_wall_prob=args.white_wall_prob, bright_view_prob=args.bright_view_prob,
-                               degrade_prob=args.degrade_prob)
+                               degrade_prob=args.degrade_prob, infill_prob=args.infill_prob)
         workers = args.workers if args.workers is not None else default_workers()
     else:
         from gemseg.synthesis.diffusion import DEFAULT_PROMPTS, DiffusionEngine, DiffusionOptions

@@ -218,6 +218,57 @@ def paint_solid(img: np.ndarray, region: np.ndarray, color: np.ndarray, rng: np.
     np.copyto(img[y0:y1, x0:x1], patch.astype(np.float32, copy=False), where=region[y0:y1, x0:x1, None])
 
 
+INFILL_MATERIALS = ("sheeting", "pale", "panel", "board")
+
+
+def infill_material(rng: np.random.Generator) -> Tuple[np.ndarray, str]:
+    """Base colour and kind of an opaque cell inside a glazing grid, drawn independently of the frame colour.
+
+    ``sheeting`` (saturated fabric or plastic covering a cell: pink, blue, orange, green…), ``pale`` (cream, pale
+    tints, off-white boards), ``panel`` (grey to near-black insulated spandrel panels) or ``board`` (plywood, OSB).
+    Real curtain walls are framed in one colour and filled with many others; painting infill in the frame's own
+    colour would teach "a framed cell that is not frame-coloured is glass"."""
+    kind = str(rng.choice(INFILL_MATERIALS, p=[0.35, 0.3, 0.2, 0.15]))
+    if kind == "sheeting":
+        c = np.clip(random_color(rng, "any") * np.float32(rng.uniform(0.9, 1.3)) + np.float32(0.1), 0, 1)
+    elif kind == "pale":
+        base = random_color(rng, "any")
+        c = np.clip(0.7 + 0.3 * base * rng.uniform(0.4, 1.0), 0, 1)
+    elif kind == "panel":
+        c = np.clip(rng.uniform(0.1, 0.6) + rng.normal(0, 0.02, 3), 0, 1)
+    else:
+        c = random_color(rng, "warm") * np.float32(rng.uniform(0.7, 1.0)) + np.float32(0.1)
+    return np.clip(c, 0, 1).astype(np.float32), kind
+
+
+def paint_infill(img: np.ndarray, region: np.ndarray, color: np.ndarray, rng: np.random.Generator) -> None:
+    """Paint an opaque infill cell: ``color`` under broad, uneven light (a backlit sheet glows unevenly, a panel
+    catches a gradient), a few soft folds or seams, and fine grain; nothing seen through it."""
+    ys = np.flatnonzero(region.any(axis=1))
+    if len(ys) == 0:
+        return
+    xs = np.flatnonzero(region.any(axis=0))
+    y0, y1, x0, x1 = ys[0], ys[-1] + 1, xs[0], xs[-1] + 1
+    h, w = y1 - y0, x1 - x0
+    amp = rng.uniform(0.1, 0.45)
+    light = 1.0 + amp * (smooth_noise(rng, h, w, max(4.0, rng.uniform(0.3, 0.8) * max(h, w))) - 0.5)
+    a = rng.uniform(0, 2 * np.pi)
+    ramp = (np.cos(a) * np.linspace(-0.5, 0.5, w, dtype=np.float32)[None, :]
+            + np.sin(a) * np.linspace(-0.5, 0.5, h, dtype=np.float32)[:, None])
+    light = light * (1.0 + rng.uniform(0.0, 0.35) * ramp)
+    if rng.random() < 0.5:  # folds of a sheet / seams of boards: soft darker lines across the cell
+        folds = np.zeros((h, w), np.float32)
+        for _ in range(int(rng.integers(1, 5))):
+            p0 = (int(rng.integers(0, w)), 0 if rng.random() < 0.5 else int(rng.integers(0, h)))
+            p1 = (int(rng.integers(0, w)), h - 1)
+            cv2.line(folds, p0, p1, 1.0, max(1, int(0.02 * max(h, w))))
+        folds = cv2.GaussianBlur(folds, (0, 0), max(1.0, 0.02 * max(h, w)))
+        light = light * (1.0 - rng.uniform(0.1, 0.3) * folds)
+    grain = 1.0 + 0.05 * (smooth_noise(rng, h, w, 2.0) - 0.5)
+    patch = np.clip(color[None, None] * (light * grain)[..., None], 0, 1).astype(np.float32)
+    np.copyto(img[y0:y1, x0:x1], patch, where=region[y0:y1, x0:x1, None])
+
+
 def _plane_coords32(Hinv: np.ndarray, h: int, w: int) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Canonical ``u, v`` and the homogeneous ``w`` of every pixel centre, in float32 (full-image walls)."""
     a = (Hinv / np.abs(Hinv).max()).astype(np.float32)  # scale-free; keeps float32 well conditioned
@@ -458,5 +509,6 @@ def reflection_image(scene: np.ndarray, rng: np.random.Generator, size: Optional
     return np.clip(refl * np.float32(rng.uniform(0.9, 1.3)), 0, 1)
 
 
-__all__ = ["GlassLook", "sample_look", "shade_pane", "frame_color", "paint_solid", "paint_plane_texture",
+__all__ = ["GlassLook", "sample_look", "shade_pane", "frame_color", "paint_solid", "infill_material",
+           "paint_infill", "paint_plane_texture",
            "draw_object", "apply_camera", "degrade", "scene_reflection_dim", "dirt_field", "reflection_image", "texture"]

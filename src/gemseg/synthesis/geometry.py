@@ -215,7 +215,8 @@ class Surface:
 
     ``extent`` is the outer rectangle of the structure (frame outline included); ``panes`` are the glass
     rectangles, ``solid`` are opaque members drawn over everything on the plane (mullions, rails, kick plates,
-    spandrels, handles), ``wall`` an optional larger rectangle painted as wall around the structure. Anything
+    spandrels, handles) in the frame's colour, ``infill`` are opaque cells of the grid (covered, boarded or panelled
+    cells) in a material of their own, ``wall`` an optional larger rectangle painted as wall around the structure. Anything
     inside ``extent`` that is not a pane is frame (opaque, label 0); if ``open_frame`` the panes are absent (a hard
     negative: an open doorway or an empty window frame).
     """
@@ -225,6 +226,7 @@ class Surface:
     extent: Rect
     panes: List[Rect]
     solid: List[Rect] = field(default_factory=list)
+    infill: List[Rect] = field(default_factory=list)
     wall: Optional[Rect] = None
     framed: bool = True
     open_frame: bool = False

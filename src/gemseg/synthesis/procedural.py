@@ -26,6 +26,8 @@ from gemseg.synthesis.appearance import (
     dirt_field,
     draw_object,
     frame_color,
+    infill_material,
+    paint_infill,
     scene_reflection_dim,
     paint_plane_texture,
     paint_solid,
@@ -109,6 +111,9 @@ class SynthOptions:
     white_wall_prob: float = 0.4  # walls around glass painted flat white/pale instead of a texture
     bright_view_prob: float = 0.2  # views through glass that are blown-out/overcast (bright, flat — still glass)
     degrade_prob: float = 0.5  # JPEG re-compression and motion blur of the final image
+    # Curtain walls / glass walls with opaque cells inside the grid (covered, boarded, panelled), painted in a
+    # material of their own rather than the frame's colour (issue 16, sixth round).
+    infill_prob: float = 0.45
     # Photos that show real glass (listed in their folder's shows_glass.txt) only as views through/reflections on
     # glass, never as the background around it (their windows would be labelled "not glass").
     glass_aware_backgrounds: bool = True
@@ -119,7 +124,8 @@ class SynthOptions:
                 "mirror_label": self.mirror_label, "negative_prob": self.negative_prob,
                 "occluder_prob": self.occluder_prob, "kinds": list(self.kinds), "panel_prob": self.panel_prob,
                 "white_wall_prob": self.white_wall_prob, "bright_view_prob": self.bright_view_prob,
-                "degrade_prob": self.degrade_prob, "glass_aware_backgrounds": self.glass_aware_backgrounds}
+                "degrade_prob": self.degrade_prob, "glass_aware_backgrounds": self.glass_aware_backgrounds,
+                "infill_prob": self.infill_prob}
 
 
 @dataclass
@@ -133,6 +139,7 @@ class RenderedSurface:
     wall_tex: Optional[np.ndarray] = None
     wall_tex_units: float = 2.0
     behind: Optional[np.ndarray] = None  # what this surface transmits when surface.through == "other"
+    infill_rgb: List[np.ndarray] = field(default_factory=list)  # one colour per surface.infill cell
 
 
 @dataclass
@@ -216,6 +223,11 @@ class ProceduralEngine:
             for rect in s.solid:
                 sm = convex_polygon_mask(apply_homography(H, quad_of_rect(rect)), h, w)
                 paint_solid(img, sm, rs.frame_rgb * np.float32(0.9), rng)
+                label[sm] = 0
+            for i, rect in enumerate(s.infill):
+                sm = convex_polygon_mask(apply_homography(H, quad_of_rect(rect)), h, w)
+                color = rs.infill_rgb[i] if i < len(rs.infill_rgb) else rs.frame_rgb * np.float32(0.9)
+                paint_infill(img, sm, color, rng)
                 label[sm] = 0
         for m, rgb in scene.occluders:
             _contact_shadow(img, m)
@@ -320,6 +332,11 @@ class ProceduralEngine:
             if s.kind in ("curtain_wall", "glass_wall") and rng.random() < 0.6:
                 fc, fk = pale_color(rng, "white"), "white"  # glazing systems are mostly white/silver
             rs = RenderedSurface(surface=s, look=look, frame_rgb=fc, frame_kind=fk)
+            if s.infill:
+                # Cells covered with one material (a sheet over several cells) or each its own.
+                first, _ = infill_material(rng)
+                same = rng.random() < 0.6
+                rs.infill_rgb = [first if (same or i == 0) else infill_material(rng)[0] for i in range(len(s.infill))]
             if s.wall is not None:
                 if rng.random() < o.white_wall_prob:
                     rs.wall_tex = flat_texture(rng, pale_color(rng, "light"), 128, 128)
@@ -550,16 +567,21 @@ class ProceduralEngine:
         solid: List[Rect] = []
         if rng.random() < 0.3:  # opaque spandrel bands at the floor slabs
             solid += spandrel_bands(panes, cols, range(1, rows), W, rng.uniform(0.1, 0.25) * ph)
-        if rng.random() < 0.4 and len(panes) > 2:
-            # Opaque infill cells (insulated spandrel panels, boarded or covered cells) in the same grid: framed
-            # like glass but not glass — real curtain walls under construction are full of them.
-            k = int(rng.integers(1, max(2, len(panes) // 3) + 1))
-            for i in sorted(rng.choice(len(panes), size=k, replace=False).tolist(), reverse=True):
-                solid.append(panes.pop(i))
+        infill = self._take_infill(rng, panes)
         width_px = w * (rng.uniform(0.4, 0.7) if small else rng.uniform(0.9, 2.0))
         pose = self._pose(rng, cam, (W, H), (rng.uniform(0.35, 0.65) * w, rng.uniform(0.3, 0.65) * h), width_px,
                           rng.uniform(-55, 55), rng.uniform(-30, 15), rng.normal(0, 2))
-        return [Surface("curtain_wall", pose, (0, 0, W, H), panes, solid=solid, through="other")]
+        return [Surface("curtain_wall", pose, (0, 0, W, H), panes, solid=solid, infill=infill, through="other")]
+
+    def _take_infill(self, rng, panes: List[Rect]) -> List[Rect]:
+        """With probability ``infill_prob``, turn 1 to a third of ``panes`` (in place) into opaque infill cells.
+
+        Insulated spandrel panels, boarded or sheeted cells: framed like glass but not glass, and not in the frame's
+        colour — real glazing under construction or refurbishment is full of them."""
+        if len(panes) <= 2 or rng.random() >= self.opt.infill_prob:
+            return []
+        k = int(rng.integers(1, max(2, len(panes) // 3) + 1))
+        return [panes.pop(i) for i in sorted(rng.choice(len(panes), size=k, replace=False).tolist(), reverse=True)]
 
     def _glass_wall(self, rng, cam, small: bool = False) -> List[Surface]:
         """Floor-to-ceiling glazing of a room (office front, lobby, storefront from inside), frame-filling."""
@@ -578,8 +600,10 @@ class ProceduralEngine:
         width_px = w * (rng.uniform(0.35, 0.6) if small else rng.uniform(0.85, 1.7))
         pose = self._pose(rng, cam, (W, H), (rng.uniform(0.35, 0.65) * w, rng.uniform(0.4, 0.6) * h), width_px,
                           rng.uniform(-55, 55), rng.uniform(-10, 10), rng.normal(0, 1))
+        infill = [] if small else self._take_infill(rng, panes)
         wall = None if small else (-5.0, -2.0, W + 5.0, H + 0.0)
-        return [Surface("glass_wall", pose, (0, 0, W, H), panes, solid=solid, wall=wall, through="other")]
+        return [Surface("glass_wall", pose, (0, 0, W, H), panes, solid=solid, infill=infill, wall=wall,
+                        through="other")]
 
     def _panel(self, rng, cam) -> Surface:
         """An opaque flat rectangle that looks like a pane at a glance: a white board, door, cabinet or wall
