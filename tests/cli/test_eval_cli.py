@@ -247,3 +247,28 @@ def test_ctrl_c_in_model_mode_reports_partial_results(tmp_path, monkeypatch, cap
     assert "--json not written" in captured.err and not (tmp_path / "r.json").exists()
     assert len((tmp_path / "pi.csv").read_text().strip().splitlines()) == 1 + 2
     assert "eval:" in captured.err and "%|" in captured.err  # the tqdm progress bar went to stderr
+
+
+@pytest.mark.slow
+def test_tta_scores_equal_gem_predict_tta_masks(tmp_path, capsys):
+    """``gem eval --tta`` scores exactly the masks ``gem predict --tta`` writes (one predictor, one TTA), and they
+    differ from the plain run's (the mirror really is averaged in)."""
+    cfg = str(_tiny_config())
+    weights = str(FIXTURES / "official-gem-tiny-mini" / "gem_tiny_mini_official.pth")
+    src = shared_path("realdata", "mirror3d_nyu")
+    model = ["--config", cfg, "--weights", weights]
+    assert main(["predict", str(src / "images"), "-o", str(tmp_path / "pred"), "--tta", "-q", *model]) == 0
+    assert main(["eval", "--pred-dir", str(tmp_path / "pred"), "--dataset", str(src), "--no-progress",
+                 "--json", str(tmp_path / "saved.json")]) == 0
+    assert main(["eval", *model, "--tta", "--dataset", str(src), "--no-progress",
+                 "--json", str(tmp_path / "tta.json")]) == 0
+    assert main(["eval", *model, "--dataset", str(src), "--no-progress", "--json", str(tmp_path / "plain.json")]) == 0
+    tta, saved, plain = (_json(tmp_path / f"{n}.json") for n in ("tta", "saved", "plain"))
+    assert tta["count"] == 3
+    # gem predict runs 2 streams × 1 thread, eval one process: a different reduction order flips a handful of
+    # near-tied argmax pixels of this (nearly untrained) mini model — far fewer than TTA itself changes
+    for k, tol in (("IoU", 1e-5), ("Fbeta", 1e-5), ("MAE", 1e-5), ("BER", 2e-3)):
+        assert tta[k] == pytest.approx(saved[k], abs=tol), k
+    assert abs(tta["BER"] - plain["BER"]) > 5 * 2e-3 or abs(tta["MAE"] - plain["MAE"]) > 5e-4
+    assert main(["eval", "--pred-dir", str(tmp_path / "pred"), "--dataset", str(src), "--tta"]) == 2
+    assert "model mode only" in capsys.readouterr().err

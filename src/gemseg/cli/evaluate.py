@@ -45,6 +45,9 @@ def add_parser(subparsers, name: str, help_text: str) -> argparse.ArgumentParser
     m.add_argument("--size", type=int, help="network input size (a multiple of 32; default: the config's)")
     m.add_argument("--soft", action="store_true",
                    help="score the glass probability instead of the binary argmax mask (official GEM: binary)")
+    m.add_argument("--tta", action="store_true",
+                   help="horizontal-flip test-time augmentation: score the mean of the image's and its mirror's "
+                        "scores, exactly as gem predict --tta (2x compute)")
     m.add_argument("--baseline", choices=("all-glass", "no-glass"),
                    help="score a trivial predictor (every pixel glass / none) through the same code, as a reference")
     pm = p.add_argument_group("prediction mode")
@@ -118,6 +121,8 @@ def run(args: argparse.Namespace) -> int:
     model_mode = not args.pred_dir  # no model named: the default model
     if args.limit is not None and args.limit < 1:
         raise GemsegError("--limit must be at least 1")
+    if args.tta and (args.baseline or not model_mode):
+        raise GemsegError("--tta runs a model twice per image: it applies to model mode only")
     if args.soft and not model_mode:
         raise GemsegError("--soft applies to model mode; in prediction mode soft maps are detected from the files")
     size_policy = "resize" if args.resize_pred else ("strict" if args.strict_size else "skip")
@@ -154,15 +159,25 @@ def run(args: argparse.Namespace) -> int:
                 raise GemsegError("an .onnx graph has its input size and architecture built in: drop --size/--config")
             from gemseg.inference.predictor import GlassSegmentor
 
-            model = GlassSegmentor.from_pretrained(model_spec, device=args.device)
+            model = GlassSegmentor.from_pretrained(model_spec, device=args.device, tta=args.tta)
         else:
             model = gemseg.load_model(args.config, weights=model_spec, device=args.device, **extra)
-        if hasattr(model, "eval"):
-            model.eval()
+            if hasattr(model, "eval"):
+                model.eval()
+            if args.tta:
+                # the predictor of gem predict, so that --tta scores are exactly those of gem predict --tta masks
+                import torch
+
+                from gemseg.inference.predictor import GlassSegmentor
+
+                if not isinstance(model, torch.nn.Module):
+                    raise GemsegError("--tta needs a GEM model (a torch module)")
+                model = GlassSegmentor(model, device=args.device, tta=True)
         name = args.name or (args.model or (Path(model_spec).stem if model_spec else "random init"))
         print("scoring the binary argmax mask (as the official GEM evaluator)" if not args.soft else
               "scoring the glass probability (--soft; official GEM scores the binary mask)", file=sys.stderr)
-        results = evaluate_model(model, dataset, soft=args.soft, source=f"{args.config or 'config in weights'} + {model_spec}", **common)
+        source = f"{args.config or 'config in weights'} + {model_spec}" + (" + flip TTA" if args.tta else "")
+        results = evaluate_model(model, dataset, soft=args.soft, source=source, **common)
     else:
         name = args.name or Path(args.pred_dir).name
         results = evaluate_predictions(args.pred_dir, dataset, **common)
