@@ -120,6 +120,10 @@ def test_infill_prob_controls_opaque_cells_in_glazing_grids():
         return n
 
     assert infill_scenes(0.0) == 0
+    _, _, params = ProceduralEngine(SynthOptions(width=64, height=48, kinds=("curtain_wall",), panel_prob=0.0,
+                                                 negative_prob=0.0, bundled_backgrounds=False,
+                                                 infill_prob=1.0)).render(0)
+    assert params["surfaces"][0]["infill"] >= 1  # recorded in the manifest
     assert infill_scenes(1.0) >= 8  # every grid with more than two panes
     kinds = {infill_material(np.random.default_rng(s))[1] for s in range(40)}
     assert kinds == {"sheeting", "pale", "panel", "board"}

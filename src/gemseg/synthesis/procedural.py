@@ -677,6 +677,7 @@ class ProceduralEngine:
             "kind": s.kind,
             "quad": [[round(float(x), 2), round(float(y), 2)] for x, y in apply_homography(H, quad_of_rect(s.extent))],
             "panes": len(s.panes),
+            "infill": len(s.infill),
             "framed": s.framed,
             "frame": rs.frame_kind if s.framed else None,
             "wall": s.wall is not None,
