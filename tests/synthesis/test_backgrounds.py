@@ -85,6 +85,10 @@ def test_cli_exposes_the_realism_knobs(tmp_path, capsys):
                  "--white-wall-prob", "0", "--bright-view-prob", "0", "--degrade-prob", "0"]) == 0
     opts = json.loads((out / "synth_info.json").read_text())["options"]
     assert (opts["panel_prob"], opts["white_wall_prob"], opts["bright_view_prob"], opts["degrade_prob"]) == (0, 0, 0, 0)
-    assert opts["infill_prob"] == 0.45
+    assert (opts["infill_prob"], opts["infill_style"]) == (0.4, "frame")
+    assert main(["synth", "-n", "1", "-o", str(tmp_path / "mat"), "--size", "64x48", "-q", "-j", "1",
+                 "--kinds", "curtain_wall", "--infill-style", "material", "--infill-prob", "1"]) == 0
+    opts = json.loads((tmp_path / "mat" / "synth_info.json").read_text())["options"]
+    assert (opts["infill_prob"], opts["infill_style"]) == (1.0, "material")
     assert main(["synth", "-n", "1", "-o", str(tmp_path / "bad"), "--degrade-prob", "1.5", "-q"]) == 2
     assert "--degrade-prob 1.5" in capsys.readouterr().err

@@ -3,8 +3,10 @@ synthetic model transfers poorly"): glass-dominant close-ups, opaque look-alike 
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from gemseg.synthesis.appearance import apply_camera, degrade
+from gemseg.synthesis.errors import SynthError
 from gemseg.synthesis.geometry import Surface, pose_from_quad
 from gemseg.synthesis.procedural import ProceduralEngine, SynthOptions
 
@@ -105,25 +107,34 @@ def test_infill_cells_are_background_in_their_own_material():
     assert cell.std(axis=0).max() > 0.005  # uneven light, not a flat fill
 
 
-def test_infill_prob_controls_opaque_cells_in_glazing_grids():
+def test_infill_prob_and_style_control_opaque_cells_in_glazing_grids():
     from gemseg.synthesis.appearance import infill_material
 
-    def infill_scenes(p):
+    def scenes(p, style):
         eng = ProceduralEngine(SynthOptions(width=64, height=48, kinds=("curtain_wall", "glass_wall"), panel_prob=0.0,
-                                            negative_prob=0.0, bundled_backgrounds=False, infill_prob=p))
+                                            negative_prob=0.0, bundled_backgrounds=False, infill_prob=p,
+                                            infill_style=style))
+        return [eng.sample_scene(np.random.default_rng(seed))[0] for seed in range(12)]
+
+    def with_infill(p, style):
         n = 0
-        for seed in range(12):
-            scene, _ = eng.sample_scene(np.random.default_rng(seed))
+        for scene in scenes(p, style):
             n += any(rs.surface.infill for rs in scene.surfaces)
             for rs in scene.surfaces:
                 assert len(rs.infill_rgb) == len(rs.surface.infill)
         return n
 
-    assert infill_scenes(0.0) == 0
+    assert with_infill(0.0, "material") == 0
+    assert with_infill(1.0, "material") >= 8  # every grid with more than two panes, glass walls included
+    # "frame" (the default): curtain-wall cells become frame-painted solid members, as before the sixth round
+    assert with_infill(1.0, "frame") == 0
+    frame_cells = [rs for sc in scenes(1.0, "frame") for rs in sc.surfaces if rs.surface.kind == "curtain_wall"]
+    assert frame_cells and all(rs.surface.solid for rs in frame_cells)
     _, _, params = ProceduralEngine(SynthOptions(width=64, height=48, kinds=("curtain_wall",), panel_prob=0.0,
-                                                 negative_prob=0.0, bundled_backgrounds=False,
-                                                 infill_prob=1.0)).render(0)
+                                                 negative_prob=0.0, bundled_backgrounds=False, infill_prob=1.0,
+                                                 infill_style="material")).render(0)
     assert params["surfaces"][0]["infill"] >= 1  # recorded in the manifest
-    assert infill_scenes(1.0) >= 8  # every grid with more than two panes
+    with pytest.raises(SynthError, match="infill_style"):
+        SynthOptions(infill_style="paint")
     kinds = {infill_material(np.random.default_rng(s))[1] for s in range(40)}
     assert kinds == {"sheeting", "pale", "panel", "board"}

@@ -102,9 +102,13 @@ def add_parser(subparsers, name: str, help_text: str) -> argparse.ArgumentParser
                    help="share of views through glass that are blown out to near-white (still glass) (default 0.2)")
     g.add_argument("--degrade-prob", type=float, default=0.5,
                    help="share of images given a JPEG round trip and/or motion blur (default 0.5)")
-    g.add_argument("--infill-prob", type=float, default=0.45,
-                   help="share of curtain walls and glass walls with opaque cells in the grid (sheeted, boarded or "
-                        "panelled, in colours of their own; background) (default 0.45)")
+    g.add_argument("--infill-prob", type=float, default=0.4,
+                   help="share of glazing grids with opaque cells (covered, boarded or panelled; background) "
+                        "(default 0.4)")
+    g.add_argument("--infill-style", choices=("frame", "material"), default="frame",
+                   help="frame: infill cells in curtain walls only, painted like the frame (default); material: in "
+                        "curtain walls and glass walls, each in a material of its own — sheeting, pale boards, grey "
+                        "panels, plywood (issue 16's sixth round; it measured worse on real photos)")
 
     d = p.add_argument_group("diffusion engine")
     d.add_argument("--model-dir", type=Path, help="local diffusers Stable Diffusion (+ controlnet/, clip/) folder")
@@ -178,7 +182,8 @@ def run(args: argparse.Namespace) -> int:
                                mirror_label=args.mirror_label, negative_prob=args.negative_prob, kinds=kinds,
                                glass_aware_backgrounds=not args.ignore_shows_glass, panel_prob=args.panel_prob,
                                white_wall_prob=args.white_wall_prob, bright_view_prob=args.bright_view_prob,
-                               degrade_prob=args.degrade_prob, infill_prob=args.infill_prob)
+                               degrade_prob=args.degrade_prob, infill_prob=args.infill_prob,
+                               infill_style=args.infill_style)
         workers = args.workers if args.workers is not None else default_workers()
     else:
         from gemseg.synthesis.diffusion import DEFAULT_PROMPTS, DiffusionEngine, DiffusionOptions

@@ -55,6 +55,7 @@ from gemseg.synthesis.geometry import (
     pose_facing_camera,
     quad_of_rect,
 )
+from gemseg.synthesis.errors import SynthError
 
 KINDS = ("window", "facade", "shopfront", "door", "partition", "railing", "display_case", "curtain_wall",
          "glass_wall")
@@ -94,6 +95,9 @@ def spandrel_bands(panes: List[Rect], cols: int, rows: Sequence[int], width: flo
     return [(0.0, panes[r * cols][1], width, panes[r * cols][1] + band) for r in rows]
 
 
+INFILL_STYLES = ("frame", "material")
+
+
 @dataclass
 class SynthOptions:
     """Knobs of the procedural engine (all recorded in the run's ``synth_info.json``)."""
@@ -111,9 +115,16 @@ class SynthOptions:
     white_wall_prob: float = 0.4  # walls around glass painted flat white/pale instead of a texture
     bright_view_prob: float = 0.2  # views through glass that are blown-out/overcast (bright, flat — still glass)
     degrade_prob: float = 0.5  # JPEG re-compression and motion blur of the final image
-    # Curtain walls / glass walls with opaque cells inside the grid (covered, boarded, panelled), painted in a
-    # material of their own rather than the frame's colour (issue 16, sixth round).
-    infill_prob: float = 0.45
+    # Opaque cells inside glazing grids (covered, boarded, panelled): share of grids that have them, and their
+    # style — "frame": curtain walls only, painted like the frame (the engine since issue 16's first round);
+    # "material": curtain walls and glass walls, each cell in a material of its own (sheeting, pale boards, grey
+    # panels, plywood; issue 16's sixth round, which measured worse on real photos: docs/synthesis.md).
+    infill_prob: float = 0.4
+    infill_style: str = "frame"
+
+    def __post_init__(self) -> None:
+        if self.infill_style not in INFILL_STYLES:
+            raise SynthError(f"infill_style must be one of {', '.join(INFILL_STYLES)}, got {self.infill_style!r}")
     # Photos that show real glass (listed in their folder's shows_glass.txt) only as views through/reflections on
     # glass, never as the background around it (their windows would be labelled "not glass").
     glass_aware_backgrounds: bool = True
@@ -125,7 +136,7 @@ class SynthOptions:
                 "occluder_prob": self.occluder_prob, "kinds": list(self.kinds), "panel_prob": self.panel_prob,
                 "white_wall_prob": self.white_wall_prob, "bright_view_prob": self.bright_view_prob,
                 "degrade_prob": self.degrade_prob, "glass_aware_backgrounds": self.glass_aware_backgrounds,
-                "infill_prob": self.infill_prob}
+                "infill_prob": self.infill_prob, "infill_style": self.infill_style}
 
 
 @dataclass
@@ -567,18 +578,28 @@ class ProceduralEngine:
         solid: List[Rect] = []
         if rng.random() < 0.3:  # opaque spandrel bands at the floor slabs
             solid += spandrel_bands(panes, cols, range(1, rows), W, rng.uniform(0.1, 0.25) * ph)
-        infill = self._take_infill(rng, panes)
+        cells = self._take_infill(rng, panes, "curtain_wall")
+        infill: List[Rect] = []
+        if self.opt.infill_style == "frame":
+            solid += cells  # painted as frame members
+        else:
+            infill = cells
         width_px = w * (rng.uniform(0.4, 0.7) if small else rng.uniform(0.9, 2.0))
         pose = self._pose(rng, cam, (W, H), (rng.uniform(0.35, 0.65) * w, rng.uniform(0.3, 0.65) * h), width_px,
                           rng.uniform(-55, 55), rng.uniform(-30, 15), rng.normal(0, 2))
         return [Surface("curtain_wall", pose, (0, 0, W, H), panes, solid=solid, infill=infill, through="other")]
 
-    def _take_infill(self, rng, panes: List[Rect]) -> List[Rect]:
+    def _take_infill(self, rng, panes: List[Rect], kind: str) -> List[Rect]:
         """With probability ``infill_prob``, turn 1 to a third of ``panes`` (in place) into opaque infill cells.
 
-        Insulated spandrel panels, boarded or sheeted cells: framed like glass but not glass, and not in the frame's
-        colour — real glazing under construction or refurbishment is full of them."""
-        if len(panes) <= 2 or rng.random() >= self.opt.infill_prob:
+        Insulated spandrel panels, boarded or sheeted cells: framed like glass but not glass — real glazing under
+        construction or refurbishment is full of them. The ``frame`` style draws them in curtain walls only (and
+        consumes the random stream exactly as the engine did before ``infill_style`` existed; ``material`` as the
+        sixth round's runs did, so that both replay image for image)."""
+        if self.opt.infill_style == "frame":
+            if kind != "curtain_wall" or rng.random() >= self.opt.infill_prob or len(panes) <= 2:
+                return []
+        elif len(panes) <= 2 or rng.random() >= self.opt.infill_prob:
             return []
         k = int(rng.integers(1, max(2, len(panes) // 3) + 1))
         return [panes.pop(i) for i in sorted(rng.choice(len(panes), size=k, replace=False).tolist(), reverse=True)]
@@ -600,7 +621,7 @@ class ProceduralEngine:
         width_px = w * (rng.uniform(0.35, 0.6) if small else rng.uniform(0.85, 1.7))
         pose = self._pose(rng, cam, (W, H), (rng.uniform(0.35, 0.65) * w, rng.uniform(0.4, 0.6) * h), width_px,
                           rng.uniform(-55, 55), rng.uniform(-10, 10), rng.normal(0, 1))
-        infill = [] if small else self._take_infill(rng, panes)
+        infill = [] if small else self._take_infill(rng, panes, "glass_wall")
         wall = None if small else (-5.0, -2.0, W + 5.0, H + 0.0)
         return [Surface("glass_wall", pose, (0, 0, W, H), panes, solid=solid, infill=infill, wall=wall,
                         through="other")]
