@@ -10,6 +10,8 @@
 # skips stage 2. SETS=glass-aware FREEZE_AT=5 MAX_ITER=8000 FT_ITER=0 NAME=gem-lite-frozen replays issue 16's fourth-round
 # candidate (from ImageNet, encoder frozen; not shipped, see docs/model_card.md). FROM=bundled WISE_ALPHA=0.75 replays
 # the fifth round's: the stage-2 fine-tune mixed with the shipped weights in weight space (not shipped either).
+# FROM=bundled FT_SYNTH_ARGS="--infill-style material --infill-prob 0.45" replays the sixth round's (infill cells in
+# materials of their own; worse on real curtain walls, not shipped; use a fresh DATA_ROOT: gem synth refuses to mix).
 #
 # Environment knobs (defaults = the recipe of the shipped model, as one clean run):
 #   NUM_IMAGES=4000  SIZE=384x288             two synthetic sets: seed 7 (7.5 % held out for validation) and seed 8
