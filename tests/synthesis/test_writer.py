@@ -161,3 +161,19 @@ def test_glass_fraction_statistics_are_sensible(tmp_path):
     assert (fr > 0.95).mean() <= 0.1
     assert (fr > 0.3).sum() >= 5 and ((fr > 0) & (fr < 0.15)).sum() >= 3  # both large and small glass
     assert kinds == set(KINDS)
+
+
+def test_a_run_made_before_the_infill_knobs_still_resumes(tmp_path):
+    """synth_info.json of a run made before --infill-style existed has no infill keys; the default engine renders
+    the same images, so --skip-existing must accept the folder (and still refuse another style)."""
+    import json
+
+    from gemseg.cli.main import main
+
+    out = tmp_path / "old"
+    base = ["synth", "-n", "2", "-o", str(out), "--size", "64x48", "-q", "-j", "1"]
+    assert main(base) == 0
+    info = json.loads((out / "synth_info.json").read_text())
+    assert "infill_style" not in info["options"]  # what an older engine wrote
+    assert main(base[:2] + ["3"] + base[3:] + ["--skip-existing"]) == 0
+    assert main(base + ["--skip-existing", "--infill-style", "material"]) == 2

@@ -96,6 +96,10 @@ def spandrel_bands(panes: List[Rect], cols: int, rows: Sequence[int], width: flo
 
 
 INFILL_STYLES = ("frame", "material")
+# Knobs added after data sets were made whose defaults render exactly what the engine rendered before them: they
+# are left out of synth_info.json at these values, so a run made before they existed still resumes
+# (--skip-existing refuses a folder whose recorded options differ).
+RECORDED_UNLESS_DEFAULT = {"infill_prob": 0.4, "infill_style": "frame"}
 
 
 @dataclass
@@ -136,7 +140,7 @@ class SynthOptions:
                 "occluder_prob": self.occluder_prob, "kinds": list(self.kinds), "panel_prob": self.panel_prob,
                 "white_wall_prob": self.white_wall_prob, "bright_view_prob": self.bright_view_prob,
                 "degrade_prob": self.degrade_prob, "glass_aware_backgrounds": self.glass_aware_backgrounds,
-                "infill_prob": self.infill_prob, "infill_style": self.infill_style}
+                **{k: getattr(self, k) for k, d in RECORDED_UNLESS_DEFAULT.items() if getattr(self, k) != d}}
 
 
 @dataclass
