@@ -201,14 +201,22 @@ def frame_color(rng: np.random.Generator) -> Tuple[np.ndarray, str]:
     return c.astype(np.float32), kind
 
 
+def _region_box(region: np.ndarray) -> Optional[Tuple[int, int, int, int]]:
+    """``(y0, y1, x0, x1)``, the bounding box of a boolean H×W mask (end-exclusive), or None if it is empty."""
+    ys = np.flatnonzero(region.any(axis=1))
+    if len(ys) == 0:
+        return None
+    xs = np.flatnonzero(region.any(axis=0))
+    return int(ys[0]), int(ys[-1]) + 1, int(xs[0]), int(xs[-1]) + 1
+
+
 def paint_solid(img: np.ndarray, region: np.ndarray, color: np.ndarray, rng: np.random.Generator,
                 shade: Optional[np.ndarray] = None) -> None:
     """Paint an opaque member (frame, mullion, panel) with a base colour, soft shading and a little grain."""
-    ys = np.flatnonzero(region.any(axis=1))
-    if len(ys) == 0:
+    box = _region_box(region)
+    if box is None:
         return
-    xs = np.flatnonzero(region.any(axis=0))
-    y0, y1, x0, x1 = ys[0], ys[-1] + 1, xs[0], xs[-1] + 1
+    y0, y1, x0, x1 = box
     h, w = y1 - y0, x1 - x0
     g = np.linspace(rng.uniform(0.8, 1.0), rng.uniform(0.9, 1.15), h, dtype=np.float32)[:, None, None]
     grain = 1.0 + 0.04 * (smooth_noise(rng, h, w, 3.0)[..., None] - 0.5)
@@ -244,11 +252,10 @@ def infill_material(rng: np.random.Generator) -> Tuple[np.ndarray, str]:
 def paint_infill(img: np.ndarray, region: np.ndarray, color: np.ndarray, rng: np.random.Generator) -> None:
     """Paint an opaque infill cell: ``color`` under broad, uneven light (a backlit sheet glows unevenly, a panel
     catches a gradient), a few soft folds or seams, and fine grain; nothing seen through it."""
-    ys = np.flatnonzero(region.any(axis=1))
-    if len(ys) == 0:
+    box = _region_box(region)
+    if box is None:
         return
-    xs = np.flatnonzero(region.any(axis=0))
-    y0, y1, x0, x1 = ys[0], ys[-1] + 1, xs[0], xs[-1] + 1
+    y0, y1, x0, x1 = box
     h, w = y1 - y0, x1 - x0
     amp = rng.uniform(0.1, 0.45)
     light = 1.0 + amp * (smooth_noise(rng, h, w, max(4.0, rng.uniform(0.3, 0.8) * max(h, w))) - 0.5)

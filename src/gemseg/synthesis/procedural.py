@@ -15,7 +15,7 @@ Painting order (back to front), with the label map painted by the very same pixe
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Callable, Dict, List, NamedTuple, Optional, Sequence, Tuple
 
 import numpy as np
@@ -97,9 +97,9 @@ def spandrel_bands(panes: List[Rect], cols: int, rows: Sequence[int], width: flo
 
 INFILL_STYLES = ("frame", "material")
 # Knobs added after data sets were made whose defaults render exactly what the engine rendered before them: they
-# are left out of synth_info.json at these values, so a run made before they existed still resumes
+# are left out of synth_info.json at their defaults, so a run made before they existed still resumes
 # (--skip-existing refuses a folder whose recorded options differ).
-RECORDED_UNLESS_DEFAULT = {"infill_prob": 0.4, "infill_style": "frame"}
+RECORDED_UNLESS_DEFAULT = ("infill_prob", "infill_style")
 
 
 @dataclass
@@ -125,13 +125,13 @@ class SynthOptions:
     # panels, plywood; issue 16's sixth round, which measured worse on real photos: docs/synthesis.md).
     infill_prob: float = 0.4
     infill_style: str = "frame"
+    # Photos that show real glass (listed in their folder's shows_glass.txt) only as views through/reflections on
+    # glass, never as the background around it (their windows would be labelled "not glass").
+    glass_aware_backgrounds: bool = True
 
     def __post_init__(self) -> None:
         if self.infill_style not in INFILL_STYLES:
             raise SynthError(f"infill_style must be one of {', '.join(INFILL_STYLES)}, got {self.infill_style!r}")
-    # Photos that show real glass (listed in their folder's shows_glass.txt) only as views through/reflections on
-    # glass, never as the background around it (their windows would be labelled "not glass").
-    glass_aware_backgrounds: bool = True
 
     def to_json(self) -> Dict:
         return {"width": self.width, "height": self.height, "background_dirs": list(self.background_dirs),
@@ -140,7 +140,8 @@ class SynthOptions:
                 "occluder_prob": self.occluder_prob, "kinds": list(self.kinds), "panel_prob": self.panel_prob,
                 "white_wall_prob": self.white_wall_prob, "bright_view_prob": self.bright_view_prob,
                 "degrade_prob": self.degrade_prob, "glass_aware_backgrounds": self.glass_aware_backgrounds,
-                **{k: getattr(self, k) for k, d in RECORDED_UNLESS_DEFAULT.items() if getattr(self, k) != d}}
+                **{f.name: getattr(self, f.name) for f in fields(self)
+                   if f.name in RECORDED_UNLESS_DEFAULT and getattr(self, f.name) != f.default}}
 
 
 @dataclass
