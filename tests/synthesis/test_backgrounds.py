@@ -5,7 +5,14 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from gemseg.synthesis.backgrounds import BUNDLED_DIR, BackgroundSource, list_photos, read_shows_glass
+from gemseg.synthesis.backgrounds import (
+    BUNDLED_DIR,
+    EXTENDED_DIR,
+    BackgroundSource,
+    bundled_dirs,
+    list_photos,
+    read_shows_glass,
+)
 from gemseg.synthesis.procedural import ProceduralEngine, SynthOptions
 
 
@@ -43,11 +50,39 @@ def test_glass_aware_can_be_switched_off(tmp_path):
         src.sample(rng, 16, 16, role="wall")
 
 
-def test_bundled_list_names_real_files_and_leaves_a_surround_pool():
-    listed = read_shows_glass([BUNDLED_DIR])
-    photos = {str(p.resolve()) for p in list_photos([BUNDLED_DIR])}
+@pytest.mark.parametrize("folder", [BUNDLED_DIR, EXTENDED_DIR], ids=["core", "extended"])
+def test_bundled_list_names_real_files_and_leaves_a_surround_pool(folder):
+    listed = read_shows_glass([folder])
+    photos = {str(p.resolve()) for p in list_photos([folder])}
     assert listed and listed <= photos  # no stale names
     assert len(photos - listed) >= 5
+
+
+def test_every_bundled_photo_has_a_licence_entry():
+    for folder in (BUNDLED_DIR, EXTENDED_DIR):
+        licences = (folder / "LICENSES.md").read_text(encoding="utf-8")
+        for p in list_photos([folder]):
+            stem = p.stem
+            if stem.startswith("humus_"):  # listed as humus_<Set>_<face>.jpg with every set named
+                stem = stem[len("humus_"):].rsplit("_", 1)[0]
+            assert stem in licences, f"{p.name} has no entry in {folder.name}/LICENSES.md"
+
+
+def test_extended_set_adds_photos_and_keeps_the_core_set_as_the_default():
+    core = BackgroundSource()
+    ext = BackgroundSource(bundled_set="extended")
+    core_names = {core.bank.name(i) for i in range(len(core.bank))}
+    ext_names = {ext.bank.name(i) for i in range(len(ext.bank))}
+    assert bundled_dirs() == [BUNDLED_DIR] and bundled_dirs("extended") == [BUNDLED_DIR, EXTENDED_DIR]
+    assert core_names < ext_names and len(ext_names) == len(ext.bank)  # short names stay unique
+    assert "/" not in "".join(ext_names)  # bundled photos are named by file name, not by path
+    assert len(ext.surround_indices) >= 3 * len(core.surround_indices)
+    surround = {ext.bank.name(i) for i in ext.surround_indices}
+    assert "humus_Stairs_posz.jpg" in surround and "humus_Tallinn_negx.jpg" not in surround
+    with pytest.raises(ValueError, match="bundled_set"):
+        bundled_dirs("all")
+    engine = ProceduralEngine(SynthOptions(width=64, height=48, bundled_set="extended"))
+    assert len(engine.backgrounds.bank) == len(ext.bank)
 
 
 def test_engine_surround_never_uses_a_listed_photo():
@@ -93,3 +128,21 @@ def test_cli_exposes_the_realism_knobs(tmp_path, capsys):
     assert (opts["infill_prob"], opts["infill_style"]) == (1.0, "material")
     assert main(["synth", "-n", "1", "-o", str(tmp_path / "bad"), "--degrade-prob", "1.5", "-q"]) == 2
     assert "--degrade-prob 1.5" in capsys.readouterr().err
+
+
+def test_cli_bundled_set_is_recorded_only_when_extended(tmp_path):
+    import json
+
+    from gemseg.cli.main import main
+    from gemseg.synthesis.errors import SynthError
+
+    base = ["synth", "-n", "3", "--size", "64x48", "-q", "-j", "1", "--photo-prob", "1"]
+    assert main(base + ["-o", str(tmp_path / "core")]) == 0
+    assert "bundled_set" not in json.loads((tmp_path / "core" / "synth_info.json").read_text())["options"]
+    out = tmp_path / "ext"
+    assert main(base + ["-o", str(out), "--bundled-set", "extended"]) == 0
+    assert json.loads((out / "synth_info.json").read_text())["options"]["bundled_set"] == "extended"
+    # resuming with the other set is refused (the images would come from another pool)
+    assert main(base + ["-o", str(out), "--skip-existing"]) == 2
+    with pytest.raises(SynthError, match="bundled_set"):
+        SynthOptions(bundled_set="everything")

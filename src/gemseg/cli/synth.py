@@ -33,6 +33,7 @@ def _size(text: str) -> Tuple[int, int]:
 
 
 def add_parser(subparsers, name: str, help_text: str) -> argparse.ArgumentParser:
+    from gemseg.synthesis.backgrounds import BUNDLED_SETS
     from gemseg.synthesis.procedural import KINDS, MIRROR_LABELS
     from gemseg.synthesis.writer import SCALES
 
@@ -82,6 +83,10 @@ def add_parser(subparsers, name: str, help_text: str) -> argparse.ArgumentParser
                         "(one file name per line): they are then used only as views through glass and reflections")
     g.add_argument("--no-bundled-backgrounds", action="store_true",
                    help="do not use the bundled photos (procedural scenes and --backgrounds only)")
+    g.add_argument("--bundled-set", choices=list(BUNDLED_SETS), default="core",
+                   help="which bundled photos: core (29, the default; every data set made before this option) or "
+                        "extended (core + 81 more CC0 / CC BY photos: indoor and outdoor cube-map faces, skies, "
+                        "walls; 31 of them free of real glass, usable around it). Sources and licences: docs/synthesis.md")
     g.add_argument("--ignore-shows-glass", action="store_true",
                    help="use every photo as background around the glass too, ignoring the shows_glass.txt lists "
                         "(their real windows are then labelled not-glass; the engine before issue 16 did this)")
@@ -178,7 +183,8 @@ def run(args: argparse.Namespace) -> int:
             raise GemsegError(f"probabilities must lie in [0, 1]: {', '.join(bad_probs)}")
         options = SynthOptions(width=width, height=height,
                                background_dirs=tuple(str(d.resolve()) for d in args.backgrounds),
-                               bundled_backgrounds=not args.no_bundled_backgrounds, photo_prob=args.photo_prob,
+                               bundled_backgrounds=not args.no_bundled_backgrounds, bundled_set=args.bundled_set,
+                               photo_prob=args.photo_prob,
                                mirror_label=args.mirror_label, negative_prob=args.negative_prob, kinds=kinds,
                                glass_aware_backgrounds=not args.ignore_shows_glass, panel_prob=args.panel_prob,
                                white_wall_prob=args.white_wall_prob, bright_view_prob=args.bright_view_prob,

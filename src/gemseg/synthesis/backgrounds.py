@@ -1,7 +1,8 @@
 """Where the pixels around and behind the glass come from: real photographs and procedural scenes.
 
 Photographs: the bundled set (``gemseg/assets/synthesis/backgrounds``, permissively licensed, see its
-``LICENSES.md``) plus any folder the user passes (``--backgrounds DIR``). With few photos, variety comes from
+``LICENSES.md``; with ``bundled_set="extended"`` also ``backgrounds_extended``, 81 more CC0 / CC BY photos) plus any
+folder the user passes (``--backgrounds DIR``). With few photos, variety comes from
 random crops, scales, flips and colour jitter, and from procedural scenes: rooms in perspective (textured walls,
 floor, ceiling), city streets/skylines under a sky, skies with clouds, and material textures (brick, tiles,
 plaster, wood, concrete, foliage).
@@ -22,6 +23,18 @@ import numpy as np
 from gemseg.io import IMAGE_EXTENSIONS, ImageReadError, read_image
 
 BUNDLED_DIR = Path(__file__).resolve().parents[1] / "assets" / "synthesis" / "backgrounds"
+EXTENDED_DIR = BUNDLED_DIR.parent / "backgrounds_extended"
+# "core": the 29 photos every data set of the engine used until issue 16's eighth round (the default, so earlier
+# runs replay unchanged); "extended": core + 81 photos (Humus cube-map faces, more Public Domain Database shots).
+BUNDLED_SETS = ("core", "extended")
+
+
+def bundled_dirs(bundled_set: str = "core") -> List[Path]:
+    """The bundled photo folders of ``bundled_set`` (``"core"`` or ``"extended"``)."""
+    if bundled_set not in BUNDLED_SETS:
+        raise ValueError(f"bundled_set must be one of {', '.join(BUNDLED_SETS)}, got {bundled_set!r}")
+    dirs = [BUNDLED_DIR] + ([EXTENDED_DIR] if bundled_set == "extended" else [])
+    return [d for d in dirs if d.is_dir()]
 
 
 def list_photos(dirs: Sequence[os.PathLike]) -> List[Path]:
@@ -52,7 +65,8 @@ class PhotoBank:
 
     def name(self, index: int) -> str:
         p = self.paths[index]
-        return p.name if str(p).startswith(str(BUNDLED_DIR)) else str(p)
+        bundled = p.parent in (BUNDLED_DIR, EXTENDED_DIR)  # bundled file names are unique across both folders
+        return p.name if bundled else str(p)
 
     def get(self, index: int) -> np.ndarray:
         """Photo ``index`` as uint8 RGB; unreadable files are replaced by a mid-grey image (and never crash a run)."""
@@ -396,8 +410,8 @@ class BackgroundSource:
     """
 
     def __init__(self, photo_dirs: Sequence[os.PathLike] = (), use_bundled: bool = True, photo_prob: float = 0.55,
-                 glass_aware: bool = True):
-        dirs = ([BUNDLED_DIR] if use_bundled and BUNDLED_DIR.is_dir() else []) + [Path(d) for d in photo_dirs]
+                 glass_aware: bool = True, bundled_set: str = "core"):
+        dirs = (bundled_dirs(bundled_set) if use_bundled else []) + [Path(d) for d in photo_dirs]
         self.bank = PhotoBank(list_photos(dirs))
         self.photo_prob = photo_prob if len(self.bank) else 0.0
         shows_glass = read_shows_glass(dirs) if glass_aware else set()

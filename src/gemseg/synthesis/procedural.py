@@ -36,6 +36,7 @@ from gemseg.synthesis.appearance import (
     shade_pane,
 )
 from gemseg.synthesis.backgrounds import (
+    BUNDLED_SETS,
     WALL_TEXTURES,
     BackgroundSource,
     flat_texture,
@@ -99,7 +100,7 @@ INFILL_STYLES = ("frame", "material")
 # Knobs added after data sets were made whose defaults render exactly what the engine rendered before them: they
 # are left out of synth_info.json at their defaults, so a run made before they existed still resumes
 # (--skip-existing refuses a folder whose recorded options differ).
-RECORDED_UNLESS_DEFAULT = ("infill_prob", "infill_style")
+RECORDED_UNLESS_DEFAULT = ("infill_prob", "infill_style", "bundled_set")
 
 
 @dataclass
@@ -110,6 +111,8 @@ class SynthOptions:
     height: int = 480
     background_dirs: Tuple[str, ...] = ()
     bundled_backgrounds: bool = True
+    # which bundled photos: "core" (29, every data set before issue 16's eighth round) or "extended" (+81)
+    bundled_set: str = "core"
     photo_prob: float = 0.55
     mirror_label: str = "background"  # how mirrors (hard negatives) are labelled: background | ignore | glass
     negative_prob: float = 0.06  # images whose only structures are hard negatives (no glass at all)
@@ -132,6 +135,8 @@ class SynthOptions:
     def __post_init__(self) -> None:
         if self.infill_style not in INFILL_STYLES:
             raise SynthError(f"infill_style must be one of {', '.join(INFILL_STYLES)}, got {self.infill_style!r}")
+        if self.bundled_set not in BUNDLED_SETS:
+            raise SynthError(f"bundled_set must be one of {', '.join(BUNDLED_SETS)}, got {self.bundled_set!r}")
 
     def to_json(self) -> Dict:
         return {"width": self.width, "height": self.height, "background_dirs": list(self.background_dirs),
@@ -182,7 +187,8 @@ class ProceduralEngine:
         if self.opt.mirror_label not in MIRROR_LABELS:
             raise ValueError(f"mirror_label must be one of {sorted(MIRROR_LABELS)}")
         self.backgrounds = BackgroundSource(self.opt.background_dirs, self.opt.bundled_backgrounds,
-                                            self.opt.photo_prob, self.opt.glass_aware_backgrounds)
+                                            self.opt.photo_prob, self.opt.glass_aware_backgrounds,
+                                            self.opt.bundled_set)
 
     # ------------------------------------------------------------------------------------------------------------
     # rendering a known scene
