@@ -13,6 +13,7 @@
 # FROM=bundled FT_SYNTH_ARGS="--infill-style material --infill-prob 0.45" replays the sixth round's (infill cells in
 # materials of their own; worse on real curtain walls, not shipped; use a fresh DATA_ROOT: gem synth refuses to mix).
 # FROM=bundled FT_SYNTH_ARGS="--bright-view-prob 0.5" replays the seventh round's (more blown-out views; not shipped).
+# FROM=bundled FT_SYNTH_ARGS="--bundled-set extended" replays the eighth round's (81 more background photos).
 #
 # Environment knobs (defaults = the recipe of the shipped model, as one clean run):
 #   NUM_IMAGES=4000  SIZE=384x288             two synthetic sets: seed 7 (7.5 % held out for validation) and seed 8
