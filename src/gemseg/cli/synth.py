@@ -34,7 +34,7 @@ def _size(text: str) -> Tuple[int, int]:
 
 def add_parser(subparsers, name: str, help_text: str) -> argparse.ArgumentParser:
     from gemseg.synthesis.backgrounds import BUNDLED_SETS
-    from gemseg.synthesis.procedural import KINDS, MIRROR_LABELS
+    from gemseg.synthesis.procedural import INFILL_STYLES, KINDS, MIRROR_LABELS
     from gemseg.synthesis.writer import SCALES
 
     p = subparsers.add_parser(
@@ -110,7 +110,7 @@ def add_parser(subparsers, name: str, help_text: str) -> argparse.ArgumentParser
     g.add_argument("--infill-prob", type=float, default=0.4,
                    help="share of glazing grids with opaque cells (covered, boarded or panelled; background) "
                         "(default 0.4)")
-    g.add_argument("--infill-style", choices=("frame", "material"), default="frame",
+    g.add_argument("--infill-style", choices=list(INFILL_STYLES), default="frame",
                    help="frame: infill cells in curtain walls only, painted like the frame (default); material: in "
                         "curtain walls and glass walls, each in a material of its own — sheeting, pale boards, grey "
                         "panels, plywood (issue 16's sixth round; it measured worse on real photos)")
